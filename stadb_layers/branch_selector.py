@@ -1,15 +1,15 @@
-"""Random branch selection.
+r"""Random branch selection.
 
 From "STADB: A Self-Thresholding Attention Guided ADB Network for Person Re-identification"
 (Jiang, Wang, Wang, Zheng): in each training iteration either the drop branch (probability
-:math:`\\rho = 0.25`) or the attention branch runs, for the whole batch.
+:math:`\rho = 0.25`) or the attention branch runs, for the whole batch.
 """
 
 import bisect
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -20,7 +20,7 @@ from ._validation import check_in_interval
 __all__ = ["RandomBranchSelector"]
 
 
-def _seed_shared_by_all_ranks(seed: Optional[int]) -> int:
+def _seed_shared_by_all_ranks(seed: int | None) -> int:
     """Return ``seed`` (or a fresh one), replaced by rank 0's value when ``torch.distributed`` is running."""
     if seed is None:
         seed = int(torch.randint(0, 2**62, ()).item())
@@ -84,7 +84,7 @@ class RandomBranchSelector(nn.Module):
         probs: Sequence[float],
         eval_branch: int,
         *,
-        seed: Optional[int] = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if len(branches) == 0:

@@ -98,7 +98,10 @@ def test_last_branch_starts_unset() -> None:
     [
         (dict(branches=[], probs=[], eval_branch=0), "branches must hold at least one"),
         (dict(branches=[nn.Identity()], probs=[0.5, 0.5], eval_branch=0), "one entry per branch"),
-        (dict(branches=[nn.Identity()] * 2, probs=[1.2, -0.2], eval_branch=0), r"probs must lie in \[0.0, 1.0\]"),
+        (
+            dict(branches=[nn.Identity()] * 2, probs=[1.2, -0.2], eval_branch=0),
+            r"probs must lie in \[0.0, 1.0\]",
+        ),
         (dict(branches=[nn.Identity()] * 2, probs=[0.5, 0.6], eval_branch=0), "probs must sum to 1"),
         (dict(branches=[nn.Identity()] * 2, probs=[0.5, 0.5], eval_branch=2), "eval_branch must index"),
         (dict(branches=[nn.Identity()] * 2, probs=[0.5, 0.5], eval_branch=-1), "eval_branch must index"),
@@ -112,7 +115,7 @@ def test_bad_arguments(kwargs: dict, message: str) -> None:
 def test_compile_fullgraph_training_mode_breaks_the_graph() -> None:
     # The draw is data the graph cannot see; torch.cond cannot host BatchNorm's running-stat updates.
     selector = constant_selector([0.5, 0.5])
-    with pytest.raises(Exception, match="(?i)graph break|skip|disable"):
+    with pytest.raises(Exception, match=r"(?i)graph break|skip|disable"):
         torch.compile(selector, fullgraph=True)(torch.zeros(2, 2))
 
 
