@@ -1,0 +1,217 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from stadb_layers.threshold_drop import SelfThresholdDrop, self_threshold_drop
+
+shapes = st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 7), st.integers(1, 7))
+alphas = st.floats(0.05, 1.0, exclude_min=False)
+float_dtypes = st.sampled_from([np.float32, np.float64])
+
+
+@st.composite
+def feature_maps(draw: st.DrawFn, elements: st.SearchStrategy[float] | None = None) -> torch.Tensor:
+    shape = draw(shapes)
+    dtype = draw(float_dtypes)
+    values = elements or st.floats(-4, 4, width=32)
+    return torch.from_numpy(draw(arrays(dtype, shape, elements=values)))
+
+
+def reference_keep_mask(x: torch.Tensor, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-position loops in float64 numpy: keep where mean_c x < alpha * max_hw mean_c x.
+
+    Also returns which positions are clear of the threshold by more than rounding, where the
+    reference and the library must agree exactly.
+    """
+    values = x.double().numpy()
+    n, c, h, w = values.shape
+    keep = np.zeros((n, 1, h, w), dtype=bool)
+    clear = np.zeros((n, 1, h, w), dtype=bool)
+    for i in range(n):
+        attention = [[math.fsum(values[i, :, r, s]) / c for s in range(w)] for r in range(h)]
+        threshold = alpha * max(max(row) for row in attention)
+        for r in range(h):
+            for s in range(w):
+                keep[i, 0, r, s] = attention[r][s] < threshold
+                clear[i, 0, r, s] = abs(attention[r][s] - threshold) > 1e-5 * (1 + abs(threshold))
+    return keep, clear
+
+
+@settings(deadline=None, max_examples=60)
+@given(x=feature_maps(), alpha=alphas)
+def test_matches_reference_formula(x: torch.Tensor, alpha: float) -> None:
+    out, keep = self_threshold_drop(x, alpha=alpha)
+    expected_keep, clear = reference_keep_mask(x, alpha)
+    np.testing.assert_array_equal(keep.numpy()[clear], expected_keep[clear])
+    assert keep.dtype == torch.bool and keep.shape == (x.shape[0], 1, *x.shape[2:])
+    assert out.dtype == x.dtype
+    torch.testing.assert_close(out, torch.where(keep, x, torch.zeros_like(x)), rtol=0, atol=0)
+
+
+@settings(deadline=None, max_examples=40)
+@given(x=feature_maps(), alpha=alphas)
+def test_peak_is_dropped_when_positive(x: torch.Tensor, alpha: float) -> None:
+    attention = x.mean(dim=1)
+    assume(bool((attention.flatten(1).amax(dim=1) > 0).all()))
+    _, keep = self_threshold_drop(x, alpha=alpha)
+    peaks = attention.flatten(1).argmax(dim=1)
+    assert not keep.flatten(1).gather(1, peaks[:, None]).any()
+
+
+def test_alpha_one_drops_the_peak_reference_rule() -> None:
+    # The paper's prose ("greater than") keeps everything at alpha = 1; the reference code drops the peak.
+    x = torch.tensor([[[[1.0, 3.0], [2.0, 3.0]]]])
+    out, keep = self_threshold_drop(x, alpha=1.0)
+    assert keep.tolist() == [[[[True, False], [True, False]]]]
+    assert out.tolist() == [[[[1.0, 0.0], [2.0, 0.0]]]]
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(1, 5),
+    hw=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+    drop_ratio=st.floats(0.01, 0.99),
+    seed=st.integers(0, 2**16),
+)
+def test_drop_ratio_erases_ceil_fraction(
+    n: int, c: int, hw: tuple[int, int], drop_ratio: float, seed: int
+) -> None:
+    h, w = hw
+    # Distinct attention values: a random permutation per sample, replicated over channels.
+    generator = torch.Generator().manual_seed(seed)
+    ranks = torch.stack([torch.randperm(h * w, generator=generator) for _ in range(n)]).double()
+    x = ranks.view(n, 1, h, w).expand(n, c, h, w).contiguous()
+    out, keep = self_threshold_drop(x, drop_ratio=drop_ratio)
+    num_dropped = math.ceil(drop_ratio * h * w)
+    assert ((~keep).flatten(1).sum(dim=1) == num_dropped).all()
+    # The erased ones are the largest.
+    assert (ranks[~keep.view(n, -1)] >= h * w - num_dropped).all()
+    torch.testing.assert_close(out, x * keep)
+
+
+@settings(deadline=None, max_examples=30)
+@given(x=feature_maps(), alpha=alphas)
+def test_backward_is_grad_times_mask(x: torch.Tensor, alpha: float) -> None:
+    x.requires_grad_(True)
+    out, keep = self_threshold_drop(x, alpha=alpha)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad, grad * keep, rtol=0, atol=0)
+
+
+def test_gradcheck_float64() -> None:
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    # Away from the threshold the mask is locally constant, so finite differences see grad * mask.
+    assert torch.autograd.gradcheck(lambda t: self_threshold_drop(t, alpha=0.8)[0], (x,), eps=1e-9)
+    assert torch.autograd.gradcheck(lambda t: self_threshold_drop(t, drop_ratio=0.3)[0], (x,), eps=1e-9)
+
+
+@settings(deadline=None, max_examples=25)
+@given(x=feature_maps(), alpha=alphas)
+def test_module_matches_functional_and_eval_is_identity(x: torch.Tensor, alpha: float) -> None:
+    layer = SelfThresholdDrop(alpha)
+    expected, expected_keep = self_threshold_drop(x, alpha=alpha)
+    torch.testing.assert_close(layer(x), expected, rtol=0, atol=0)
+    assert layer.last_keep_mask is not None and torch.equal(layer.last_keep_mask, expected_keep)
+    assert layer.eval()(x) is x
+
+
+def test_last_maps_are_detached_and_small() -> None:
+    layer = SelfThresholdDrop()
+    x = torch.rand(2, 32, 6, 4, requires_grad=True)
+    layer(x * 2).sum().backward()
+    assert layer.last_attention is not None and layer.last_keep_mask is not None
+    for saved in (layer.last_attention, layer.last_keep_mask):
+        assert saved.shape == (2, 1, 6, 4)
+        assert not saved.requires_grad and saved.grad_fn is None
+    torch.testing.assert_close(layer.last_attention, (x * 2).mean(dim=1, keepdim=True).detach())
+
+
+def test_inplace_writes_into_input() -> None:
+    y = torch.nn.Conv2d(8, 8, 1)(torch.rand(2, 8, 5, 3))
+    expected = SelfThresholdDrop(0.8)(y)
+    result = SelfThresholdDrop(0.8, inplace=True)(y)
+    assert result.data_ptr() == y.data_ptr()
+    torch.testing.assert_close(result, expected, rtol=0, atol=0)
+
+
+def test_inplace_backward_after_convolution() -> None:
+    conv = torch.nn.Conv2d(4, 6, 3, padding=1)
+    x = torch.rand(2, 4, 5, 5)
+    conv(x).pow(2).sum().backward()  # warm the module; gradients reset below
+    grads = {}
+    for inplace in (False, True):
+        conv.zero_grad()
+        SelfThresholdDrop(0.8, inplace=inplace)(conv(x)).pow(2).sum().backward()
+        assert conv.weight.grad is not None
+        grads[inplace] = conv.weight.grad.clone()
+    torch.testing.assert_close(grads[True], grads[False])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_channels_last_matches_contiguous(dtype: torch.dtype) -> None:
+    x = torch.randn(3, 10, 7, 5, dtype=dtype)
+    out, keep = self_threshold_drop(x.to(memory_format=torch.channels_last))
+    expected, expected_keep = self_threshold_drop(x)
+    assert torch.equal(keep, expected_keep)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_bf16_autocast_uses_float32_attention() -> None:
+    layer = SelfThresholdDrop()
+    x = torch.randn(2, 16, 6, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(torch.nn.functional.conv2d(x, torch.randn(16, 16, 1, 1)))
+    assert y.dtype == torch.bfloat16
+    assert layer.last_attention is not None and layer.last_attention.dtype == torch.float32
+
+
+def test_extra_repr() -> None:
+    assert repr(SelfThresholdDrop()) == "SelfThresholdDrop(alpha=0.8)"
+    assert (
+        repr(SelfThresholdDrop(drop_ratio=0.2, inplace=True))
+        == "SelfThresholdDrop(drop_ratio=0.2, inplace=True)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(alpha=0.0), r"alpha must lie in \(0.0, 1.0\]"),
+        (dict(alpha=1.5), r"alpha must lie in \(0.0, 1.0\]"),
+        (dict(alpha=-0.2), r"alpha must lie in \(0.0, 1.0\]"),
+        (dict(alpha=float("nan")), r"alpha must lie in \(0.0, 1.0\]"),
+        (dict(drop_ratio=0.0), r"drop_ratio must lie in \(0.0, 1.0\)"),
+        (dict(drop_ratio=1.0), r"drop_ratio must lie in \(0.0, 1.0\)"),
+        (dict(alpha=0.5, drop_ratio=0.2), "mutually exclusive"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SelfThresholdDrop(**kwargs)
+    with pytest.raises(ValueError, match=message):
+        self_threshold_drop(torch.rand(1, 2, 3, 3), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (torch.rand(2, 3, 4), "x must be a 4-D"),
+        (torch.rand(1, 2, 3, 4, 5), "x must be a 4-D"),
+        (torch.ones(1, 2, 3, 4, dtype=torch.int64), "x must be a floating tensor"),
+    ],
+)
+def test_bad_input(x: torch.Tensor, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        self_threshold_drop(x)
+    with pytest.raises(ValueError, match=message):
+        SelfThresholdDrop()(x)
+    with pytest.raises(ValueError, match=message):
+        SelfThresholdDrop().eval()(x)
