@@ -1,0 +1,210 @@
+"""Convolutional Block Attention Module (CBAM).
+
+Woo, Park, Lee and Kweon, "CBAM: Convolutional Block Attention Module", ECCV 2018,
+https://arxiv.org/abs/1807.06521. Official code: https://github.com/Jongchan/attention-module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from stadb_layers._validation import check_feature_map, check_odd_kernel_size, check_positive_int
+
+__all__ = ["CBAM", "ChannelGate", "SpatialGate"]
+
+
+class ChannelGate(nn.Module):
+    r"""CBAM channel attention: a shared MLP on the global average and max pools.
+
+    .. math::
+
+        M_c(F) = \sigma\big(\mathrm{MLP}(\mathrm{AvgPool}(F)) + \mathrm{MLP}(\mathrm{MaxPool}(F))\big),
+        \qquad F' = M_c(F) \otimes F,
+
+    with :math:`\mathrm{MLP}(v) = W_1\,\delta(W_0 v + b_0) + b_1`, :math:`W_0 \in \mathbb{R}^{C/r \times C}`,
+    :math:`W_1 \in \mathbb{R}^{C \times C/r}`, :math:`\delta` the activation and :math:`\sigma` the gate.
+
+    Args:
+        channels: Number of input channels :math:`C`.
+        reduction: Reduction ratio :math:`r`; the hidden width is ``max(1, channels // reduction)``.
+        act_layer: Factory of the hidden activation :math:`\delta`, called with no arguments.
+        gate_layer: Factory of the gate :math:`\sigma`, called with no arguments.
+        device: Device of the parameters.
+        dtype: Floating dtype of the parameters.
+
+    Shape:
+        - Input: :math:`(N, C, H, W)`.
+        - Output: :math:`(N, C, H, W)`.
+
+    Examples:
+        >>> gate = ChannelGate(32, reduction=8)
+        >>> gate(torch.randn(2, 32, 5, 5)).shape
+        torch.Size([2, 32, 5, 5])
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 16,
+        *,
+        act_layer: Callable[[], nn.Module] = nn.ReLU,
+        gate_layer: Callable[[], nn.Module] = nn.Sigmoid,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.channels = check_positive_int(channels, "channels")
+        self.reduction = check_positive_int(reduction, "reduction")
+        self.hidden_channels = max(1, channels // reduction)
+        self.fc1 = nn.Linear(channels, self.hidden_channels, bias=True, device=device, dtype=dtype)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(self.hidden_channels, channels, bias=True, device=device, dtype=dtype)
+        self.gate = gate_layer()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return ``x`` scaled by the channel attention map."""
+        check_feature_map(x, "x")
+        # Both pooled descriptors go through the shared MLP in one batched call: (2, N, C) -> (N, C).
+        pooled = torch.stack((x.mean(dim=(2, 3)), x.amax(dim=(2, 3))))
+        logits = self.fc2(self.act(self.fc1(pooled))).sum(dim=0)
+        gate: Tensor = self.gate(logits)
+        return x * gate[:, :, None, None]
+
+    def extra_repr(self) -> str:
+        """Describe the configuration."""
+        return f"channels={self.channels}, reduction={self.reduction}, hidden_channels={self.hidden_channels}"
+
+
+class SpatialGate(nn.Module):
+    r"""CBAM spatial attention: a convolution over the channel-wise max and mean maps.
+
+    .. math::
+
+        M_s(F) = \sigma\Big(\mathrm{BN}\big(f^{k \times k}([\max_c F;\ \mathrm{mean}_c F])\big)\Big),
+        \qquad F'' = M_s(F) \otimes F,
+
+    where the two pooled maps are concatenated with the max first, as in the official ``ChannelPool``.
+    The convolution has no bias and "same" padding; the batch norm uses the official ``eps=1e-5`` and
+    ``momentum=0.01``.
+
+    Args:
+        kernel_size: Odd side :math:`k` of the square convolution kernel.
+        gate_layer: Factory of the gate :math:`\sigma`, called with no arguments.
+        device: Device of the parameters and buffers.
+        dtype: Floating dtype of the parameters and buffers.
+
+    Shape:
+        - Input: :math:`(N, C, H, W)`.
+        - Output: :math:`(N, C, H, W)`.
+
+    Examples:
+        >>> gate = SpatialGate(kernel_size=3)
+        >>> gate(torch.randn(2, 4, 6, 5)).shape
+        torch.Size([2, 4, 6, 5])
+    """
+
+    def __init__(
+        self,
+        kernel_size: int = 7,
+        *,
+        gate_layer: Callable[[], nn.Module] = nn.Sigmoid,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.kernel_size = check_odd_kernel_size(kernel_size, "kernel_size")
+        self.conv = nn.Conv2d(
+            2, 1, kernel_size, padding=kernel_size // 2, bias=False, device=device, dtype=dtype
+        )
+        self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01, device=device, dtype=dtype)
+        self.gate = gate_layer()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return ``x`` scaled by the spatial attention map."""
+        check_feature_map(x, "x")
+        pooled = torch.cat((x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)), dim=1)
+        gate: Tensor = self.gate(self.bn(self.conv(pooled)))
+        return x * gate
+
+    def extra_repr(self) -> str:
+        """Describe the configuration."""
+        return f"kernel_size={self.kernel_size}"
+
+
+class CBAM(nn.Module):
+    r"""Convolutional Block Attention Module: channel attention followed by spatial attention.
+
+    For a feature map :math:`F \in \mathbb{R}^{C \times H \times W}`,
+
+    .. math::
+
+        M_c(F) &= \sigma\big(\mathrm{MLP}(\mathrm{AvgPool}(F)) + \mathrm{MLP}(\mathrm{MaxPool}(F))\big)
+            \in \mathbb{R}^{C \times 1 \times 1}, \\
+        F' &= M_c(F) \otimes F, \\
+        M_s(F') &= \sigma\Big(\mathrm{BN}\big(f^{k \times k}([\max_c F';\ \mathrm{mean}_c F'])\big)\Big)
+            \in \mathbb{R}^{1 \times H \times W}, \\
+        F'' &= M_s(F') \otimes F',
+
+    where the MLP (``Linear(C, C/r) -> act -> Linear(C/r, C)``, both with bias) is shared between the two
+    pooled descriptors, :math:`f^{k \times k}` is a bias-free convolution with "same" padding and
+    :math:`\sigma` is the gate (sigmoid by default). This follows the official implementation: the spatial
+    pool puts the max map first and the batch norm uses ``eps=1e-5, momentum=0.01``. Unlike the official
+    code, the hidden width is ``max(1, channels // reduction)`` so that ``channels < reduction`` works.
+
+    The first positional argument is the channel count, so the class can be passed as timm's
+    ``attn_layer`` (e.g. ``timm.create_model("resnet50", block_args=dict(attn_layer=CBAM))``).
+
+    Reference:
+        Woo et al., "CBAM: Convolutional Block Attention Module", ECCV 2018.
+
+    Args:
+        channels: Number of input channels :math:`C`.
+        reduction: Reduction ratio :math:`r` of the channel MLP.
+        kernel_size: Odd side :math:`k` of the spatial convolution kernel.
+        act_layer: Factory of the MLP activation, called with no arguments.
+        gate_layer: Factory of the gate :math:`\sigma` (one instance per gate), called with no arguments.
+        device: Device of the parameters and buffers.
+        dtype: Floating dtype of the parameters and buffers.
+
+    Shape:
+        - Input: :math:`(N, C, H, W)`.
+        - Output: :math:`(N, C, H, W)`, same as the input.
+
+    Examples:
+        >>> cbam = CBAM(64, reduction=16, kernel_size=7)
+        >>> cbam(torch.randn(2, 64, 8, 8)).shape
+        torch.Size([2, 64, 8, 8])
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 16,
+        kernel_size: int = 7,
+        *,
+        act_layer: Callable[[], nn.Module] = nn.ReLU,
+        gate_layer: Callable[[], nn.Module] = nn.Sigmoid,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.channel_gate = ChannelGate(
+            channels, reduction, act_layer=act_layer, gate_layer=gate_layer, device=device, dtype=dtype
+        )
+        self.spatial_gate = SpatialGate(kernel_size, gate_layer=gate_layer, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the channel gate, then the spatial gate."""
+        check_feature_map(x, "x")
+        out: Tensor = self.spatial_gate(self.channel_gate(x))
+        return out
+
+    def extra_repr(self) -> str:
+        """Describe the configuration."""
+        return (
+            f"channels={self.channel_gate.channels}, reduction={self.channel_gate.reduction}, "
+            f"kernel_size={self.spatial_gate.kernel_size}"
+        )

@@ -1,0 +1,52 @@
+"""Factory for the attention modules (CBAM, SE, SRM, triplet attention) by name.
+
+The modules follow Woo et al. (CBAM, ECCV 2018), Hu et al. (SE, CVPR 2018), Lee et al. (SRM, ICCV 2019) and
+Misra et al. (triplet attention, WACV 2021), as used in "STADB: A Self-Thresholding Attention Guided ADB
+Network for Person Re-identification".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from stadb_layers.cbam import CBAM
+from stadb_layers.se import SE
+from stadb_layers.srm import SRM
+from stadb_layers.triplet_attention import TripletAttention
+
+__all__ = ["create_attention"]
+
+_ATTENTION_LAYERS: dict[str, type[nn.Module]] = {
+    "cbam": CBAM,
+    "se": SE,
+    "srm": SRM,
+    "triplet": TripletAttention,
+}
+
+
+def create_attention(name: str, channels: int, **kwargs: Any) -> nn.Module:
+    """Build an attention module by name.
+
+    Args:
+        name: One of ``"cbam"``, ``"se"``, ``"srm"``, ``"triplet"`` (case-insensitive).
+        channels: Number of input channels, passed first positionally (ignored by triplet attention).
+        **kwargs: Further keyword arguments of the module, e.g. ``reduction``, ``kernel_size``, ``device``.
+
+    Returns:
+        The module: :class:`~stadb_layers.cbam.CBAM`, :class:`~stadb_layers.se.SE`,
+        :class:`~stadb_layers.srm.SRM` or :class:`~stadb_layers.triplet_attention.TripletAttention`.
+
+    Raises:
+        ValueError: If ``name`` is not one of the names above, or if the module rejects an argument.
+
+    Examples:
+        >>> attn = create_attention("SE", 64, reduction=8)
+        >>> type(attn).__name__, attn.hidden_channels
+        ('SE', 8)
+    """
+    key = name.lower() if isinstance(name, str) else None
+    if key is None or key not in _ATTENTION_LAYERS:
+        raise ValueError(f"name must be one of {sorted(_ATTENTION_LAYERS)}, got {name!r}")
+    return _ATTENTION_LAYERS[key](channels, **kwargs)

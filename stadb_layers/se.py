@@ -1,0 +1,85 @@
+"""Squeeze-and-Excitation (SE) channel attention.
+
+Hu, Shen and Sun, "Squeeze-and-Excitation Networks", CVPR 2018, https://arxiv.org/abs/1709.01507.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from stadb_layers._validation import check_feature_map, check_positive_int
+
+__all__ = ["SE"]
+
+
+class SE(nn.Module):
+    r"""Squeeze-and-Excitation block: a channel gate computed from the global average pool.
+
+    For a feature map :math:`X \in \mathbb{R}^{C \times H \times W}`,
+
+    .. math::
+
+        z_c &= \frac{1}{HW} \sum_{i=1}^{H} \sum_{j=1}^{W} X_{c,i,j}, \\
+        s &= \sigma\big(W_2\,\delta(W_1 z + b_1) + b_2\big), \\
+        Y_{c,i,j} &= s_c\, X_{c,i,j},
+
+    with :math:`W_1 \in \mathbb{R}^{C/r \times C}`, :math:`W_2 \in \mathbb{R}^{C \times C/r}`, :math:`\delta`
+    the activation (ReLU) and :math:`\sigma` the gate (sigmoid). The hidden width is
+    ``max(1, channels // reduction)`` (timm's ``SEModule`` instead rounds it with ``make_divisible``).
+
+    The first positional argument is the channel count, so the class can be passed as timm's
+    ``attn_layer``.
+
+    Reference:
+        Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018.
+
+    Args:
+        channels: Number of input channels :math:`C`.
+        reduction: Reduction ratio :math:`r`.
+        act_layer: Factory of the hidden activation :math:`\delta`, called with no arguments.
+        gate_layer: Factory of the gate :math:`\sigma`, called with no arguments.
+        device: Device of the parameters.
+        dtype: Floating dtype of the parameters.
+
+    Shape:
+        - Input: :math:`(N, C, H, W)`.
+        - Output: :math:`(N, C, H, W)`, same as the input.
+
+    Examples:
+        >>> se = SE(64, reduction=16)
+        >>> se(torch.randn(2, 64, 7, 7)).shape
+        torch.Size([2, 64, 7, 7])
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 16,
+        *,
+        act_layer: Callable[[], nn.Module] = nn.ReLU,
+        gate_layer: Callable[[], nn.Module] = nn.Sigmoid,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.channels = check_positive_int(channels, "channels")
+        self.reduction = check_positive_int(reduction, "reduction")
+        self.hidden_channels = max(1, channels // reduction)
+        self.fc1 = nn.Linear(channels, self.hidden_channels, bias=True, device=device, dtype=dtype)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(self.hidden_channels, channels, bias=True, device=device, dtype=dtype)
+        self.gate = gate_layer()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return ``x`` scaled by the excitation gate."""
+        check_feature_map(x, "x")
+        squeezed = x.mean(dim=(2, 3))
+        excitation: Tensor = self.gate(self.fc2(self.act(self.fc1(squeezed))))
+        return x * excitation[:, :, None, None]
+
+    def extra_repr(self) -> str:
+        """Describe the configuration."""
+        return f"channels={self.channels}, reduction={self.reduction}, hidden_channels={self.hidden_channels}"

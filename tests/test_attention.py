@@ -1,0 +1,610 @@
+"""Tests of the attention modules (CBAM, SE, SRM, triplet attention) and their factory."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import Tensor, nn
+
+from stadb_layers.cbam import CBAM
+from stadb_layers.create_attention import create_attention
+from stadb_layers.se import SE
+from stadb_layers.srm import SRM
+from stadb_layers.triplet_attention import TripletAttention
+
+LAYERS: dict[str, type[nn.Module]] = {"cbam": CBAM, "se": SE, "srm": SRM, "triplet": TripletAttention}
+NAMES = sorted(LAYERS)
+DTYPES = [torch.float32, torch.float64]
+# Module construction and forward are tiny; deadline=None because the first call of a test pays for lazy
+# initialisation inside torch.
+FAST = settings(deadline=None, max_examples=30)
+
+Shape = tuple[int, int, int, int]
+M = TypeVar("M", bound=nn.Module)
+shapes = st.tuples(st.integers(1, 3), st.integers(1, 40), st.integers(1, 9), st.integers(1, 9))
+seeds = st.integers(0, 2**31 - 1)
+
+
+@st.composite
+def layer_kwargs(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    """Constructor keyword arguments other than ``channels`` for the layer ``name``."""
+    kwargs: dict[str, Any] = {}
+    if name in ("cbam", "se"):
+        kwargs["reduction"] = draw(st.integers(1, 8))
+    if name in ("cbam", "triplet"):
+        kwargs["kernel_size"] = draw(st.sampled_from([1, 3, 5, 7]))
+    if name == "srm":
+        kwargs["eps"] = draw(st.sampled_from([1e-5, 1e-3, 0.5]))
+    return kwargs
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    name = draw(st.sampled_from(NAMES))
+    return name, draw(layer_kwargs(name))
+
+
+def batch_norms(module: nn.Module) -> list[nn.BatchNorm1d | nn.BatchNorm2d]:
+    return [m for m in module.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+
+
+def randomize_(module: M, seed: int = 0, scale: float = 0.5) -> M:
+    """Give every parameter and batch-norm running statistic random values (SRM's CFC starts at zero)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * scale)
+        for bn in batch_norms(module):
+            assert bn.running_mean is not None and bn.running_var is not None
+            bn.running_mean.copy_(
+                torch.randn(bn.running_mean.shape, generator=gen, dtype=torch.float64) * scale
+            )
+            bn.running_var.copy_(torch.rand(bn.running_var.shape, generator=gen, dtype=torch.float64) + 0.5)
+    return module
+
+
+def build(
+    name: str,
+    channels: int,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    scale: float = 0.5,
+    **kwargs: Any,
+) -> nn.Module:
+    return randomize_(LAYERS[name](channels, dtype=dtype, **kwargs), seed, scale)
+
+
+def randn(shape: Shape, dtype: torch.dtype, seed: int) -> Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Independent reference formulas (functional, using the module's weights)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def bn_ref(z: Tensor, bn: nn.BatchNorm1d | nn.BatchNorm2d, training: bool) -> Tensor:
+    """Batch norm over dim 1 of ``z``: batch statistics (biased variance) in training, running in eval."""
+    view = (1, z.shape[1]) + (1,) * (z.dim() - 2)
+    if training:
+        dims = [0, *range(2, z.dim())]
+        mean = z.mean(dim=dims, keepdim=True)
+        var = ((z - mean) ** 2).mean(dim=dims, keepdim=True)
+    else:
+        assert bn.running_mean is not None and bn.running_var is not None
+        mean, var = bn.running_mean.view(view), bn.running_var.view(view)
+    return (z - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(view) + bn.bias.view(view)
+
+
+def mlp_ref(v: Tensor, fc1: nn.Linear, fc2: nn.Linear, act: Callable[[Tensor], Tensor]) -> Tensor:
+    return F.linear(act(F.linear(v, fc1.weight, fc1.bias)), fc2.weight, fc2.bias)
+
+
+def conv_bn_gate_ref(
+    pooled: Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d, training: bool, gate: Callable[[Tensor], Tensor]
+) -> Tensor:
+    k = conv.weight.shape[-1]
+    return gate(bn_ref(F.conv2d(pooled, conv.weight, padding=(k - 1) // 2), bn, training))
+
+
+def zpool_ref(t: Tensor) -> Tensor:
+    """Official ``ChannelPool`` / ``ZPool``: max then mean over dim 1."""
+    return torch.cat((torch.max(t, 1)[0].unsqueeze(1), torch.mean(t, 1).unsqueeze(1)), dim=1)
+
+
+def cbam_ref(
+    m: Any,
+    x: Tensor,
+    training: bool,
+    act: Callable[[Tensor], Tensor] = F.relu,
+    gate: Callable[[Tensor], Tensor] = torch.sigmoid,
+) -> Tensor:
+    cg, sg = m.channel_gate, m.spatial_gate
+    avg = F.adaptive_avg_pool2d(x, 1).flatten(1)
+    mx = F.adaptive_max_pool2d(x, 1).flatten(1)
+    channel = gate(mlp_ref(avg, cg.fc1, cg.fc2, act) + mlp_ref(mx, cg.fc1, cg.fc2, act))
+    x1 = x * channel[:, :, None, None]
+    return x1 * conv_bn_gate_ref(zpool_ref(x1), sg.conv, sg.bn, training, gate)
+
+
+def se_ref(
+    m: Any,
+    x: Tensor,
+    training: bool,
+    act: Callable[[Tensor], Tensor] = F.relu,
+    gate: Callable[[Tensor], Tensor] = torch.sigmoid,
+) -> Tensor:
+    squeezed = x.sum(dim=(2, 3)) / (x.shape[2] * x.shape[3])
+    return x * gate(mlp_ref(squeezed, m.fc1, m.fc2, act))[:, :, None, None]
+
+
+def srm_ref(
+    m: Any,
+    x: Tensor,
+    training: bool,
+    act: Callable[[Tensor], Tensor] = F.relu,
+    gate: Callable[[Tensor], Tensor] = torch.sigmoid,
+) -> Tensor:
+    n, c = x.shape[:2]
+    flat = x.reshape(n, c, -1)
+    mean = flat.mean(-1)
+    std = torch.sqrt(((flat - mean[..., None]) ** 2).mean(-1) + m.eps)
+    z = mean * m.cfc[:, 0] + std * m.cfc[:, 1]
+    return x * gate(bn_ref(z, m.bn, training))[:, :, None, None]
+
+
+def triplet_ref(
+    m: Any,
+    x: Tensor,
+    training: bool,
+    act: Callable[[Tensor], Tensor] = F.relu,
+    gate: Callable[[Tensor], Tensor] = torch.sigmoid,
+) -> Tensor:
+    """The official permute-based formulation of triplet attention."""
+
+    def attention_gate(t: Tensor, branch: Any) -> Tensor:
+        return t * conv_bn_gate_ref(zpool_ref(t), branch.conv, branch.bn, training, gate)
+
+    x_perm1 = x.permute(0, 2, 1, 3).contiguous()
+    x_out11 = attention_gate(x_perm1, m.cw).permute(0, 2, 1, 3).contiguous()
+    x_perm2 = x.permute(0, 3, 2, 1).contiguous()
+    x_out21 = attention_gate(x_perm2, m.hc).permute(0, 3, 2, 1).contiguous()
+    x_out = attention_gate(x, m.hw)
+    return 1 / 3 * (x_out + x_out11 + x_out21)
+
+
+REFERENCES: dict[str, Callable[..., Tensor]] = {
+    "cbam": cbam_ref,
+    "se": se_ref,
+    "srm": srm_ref,
+    "triplet": triplet_ref,
+}
+
+
+def assert_in_unit_interval(g: Tensor) -> None:
+    """Gates lie in (0, 1); a float32 sigmoid saturates to exactly 0 or 1 for logits beyond ~17, so there
+    the interval is closed (rounding is monotone, so it cannot overshoot)."""
+    if g.dtype == torch.float64:
+        assert ((g > 0) & (g < 1)).all()
+    else:
+        assert ((g >= 0) & (g <= 1)).all()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Properties
+# ---------------------------------------------------------------------------------------------------------
+
+
+@FAST
+@given(config=configs(), shape=shapes, dtype=st.sampled_from(DTYPES), train=st.booleans(), seed=seeds)
+def test_output_shape_dtype_and_finite(
+    config: tuple[str, dict[str, Any]], shape: Shape, dtype: torch.dtype, train: bool, seed: int
+) -> None:
+    name, kwargs = config
+    m = build(name, shape[1], dtype, seed, **kwargs).train(train and shape[0] > 1)
+    x = randn(shape, dtype, seed) * 3
+    out = m(x)
+    assert out.shape == x.shape
+    assert out.dtype == dtype
+    assert torch.isfinite(out).all()
+
+
+@FAST
+@given(config=configs(), shape=shapes, dtype=st.sampled_from(DTYPES), seed=seeds)
+def test_output_is_input_times_gate_in_unit_interval(
+    config: tuple[str, dict[str, Any]], shape: Shape, dtype: torch.dtype, seed: int
+) -> None:
+    # Every module returns x * g with a sigmoid gate (for CBAM a product of two, for triplet attention an
+    # average of three), so out / x lies in (0, 1) wherever x is not tiny.
+    name, kwargs = config
+    m = build(name, shape[1], dtype, seed, **kwargs).eval()
+    x = randn(shape, dtype, seed)
+    assert_in_unit_interval((m(x) / x)[x.abs() > 1e-3])
+
+
+@FAST
+@given(config=configs(), shape=shapes, dtype=st.sampled_from(DTYPES), seed=seeds)
+def test_ones_input_gives_gate_in_unit_interval(
+    config: tuple[str, dict[str, Any]], shape: Shape, dtype: torch.dtype, seed: int
+) -> None:
+    name, kwargs = config
+    m = build(name, shape[1], dtype, seed, **kwargs).eval()
+    # With x = 1 the output is the gate itself (gates multiply).
+    assert_in_unit_interval(m(torch.ones(shape, dtype=dtype)))
+
+
+@FAST
+@given(
+    name=st.sampled_from(["se", "srm"]),
+    shape=shapes,
+    dtype=st.sampled_from(DTYPES),
+    seed=seeds,
+)
+def test_channel_gate_is_constant_over_space(name: str, shape: Shape, dtype: torch.dtype, seed: int) -> None:
+    m = build(name, shape[1], dtype, seed).eval()
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype) + 0.1
+    ratio = m(x) / x
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(ratio, ratio[:, :, :1, :1].expand_as(ratio), atol=tol, rtol=tol)
+
+
+@FAST
+@given(
+    channels=st.integers(1, 40),
+    batch=st.integers(1, 3),
+    eps=st.sampled_from([1e-8, 1e-5, 1e-2]),
+    scale=st.sampled_from([0.0, 1e-3, 1.0, 1e3]),
+    dtype=st.sampled_from(DTYPES),
+    seed=seeds,
+)
+def test_srm_is_finite_at_1x1_and_batch_1(
+    channels: int, batch: int, eps: float, scale: float, dtype: torch.dtype, seed: int
+) -> None:
+    m = build("srm", channels, dtype, seed, eps=eps).eval()
+    for shape in [(batch, channels, 1, 1), (1, channels, 5, 4), (1, channels, 1, 1)]:
+        x = randn(shape, dtype, seed) * scale
+        x.requires_grad_(True)
+        out = m(x)
+        out.sum().backward()
+        assert x.grad is not None
+        assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+
+
+def test_srm_official_unbiased_std_would_be_nan_at_1x1() -> None:
+    # Motivation for the documented deviation: the official unbiased std is NaN for a single position.
+    x = torch.randn(2, 3, 1, 1)
+    with pytest.warns(UserWarning, match="degrees of freedom"):
+        assert torch.isnan(x.view(2, 3, -1).std(dim=2)).all()
+    assert torch.isfinite(SRM(3).eval()(x)).all()
+
+
+def test_srm_zero_initialised_cfc_gives_half_gate() -> None:
+    m = SRM(8, dtype=torch.float64)
+    assert torch.equal(m.cfc, torch.zeros(8, 2, dtype=torch.float64))
+    x = torch.randn(3, 8, 4, 5, dtype=torch.float64)
+    # z = 0 and the fresh batch norm maps it to its bias 0 (train: zero batch variance; eval: unit running
+    # variance), so the gate is sigmoid(0) = 1/2 everywhere.
+    torch.testing.assert_close(m.eval()(x), x / 2, atol=0, rtol=0)
+    torch.testing.assert_close(m.train()(x), x / 2, atol=0, rtol=0)
+
+
+def test_srm_state_dict_matches_official_layout() -> None:
+    # The official SRMLayer has `cfc = Parameter(C, 2)` and `bn = BatchNorm2d(C)`.
+    class OfficialSRMLayer(nn.Module):
+        def __init__(self, channel: int) -> None:
+            super().__init__()
+            self.cfc = nn.Parameter(torch.zeros(channel, 2))
+            self.bn = nn.BatchNorm2d(channel)
+
+    ours = randomize_(SRM(6))
+    official = OfficialSRMLayer(6)
+    official.load_state_dict(ours.state_dict(), strict=True)
+    SRM(6).load_state_dict(official.state_dict(), strict=True)
+    assert torch.equal(official.cfc, ours.cfc)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exact comparison with the reference formulas
+# ---------------------------------------------------------------------------------------------------------
+
+
+@FAST
+@given(config=configs(), shape=shapes, train=st.booleans(), seed=seeds)
+def test_matches_reference_formula(
+    config: tuple[str, dict[str, Any]], shape: Shape, train: bool, seed: int
+) -> None:
+    name, kwargs = config
+    training = train and shape[0] > 1
+    m = build(name, shape[1], torch.float64, seed, **kwargs).train(training)
+    x = randn(shape, torch.float64, seed)
+    expected = REFERENCES[name](m, x, training)
+    torch.testing.assert_close(m(x), expected, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_custom_gate_and_act_layers(name: str) -> None:
+    kwargs: dict[str, Any] = {"gate_layer": nn.Hardsigmoid}
+    if name in ("cbam", "se"):
+        kwargs["act_layer"] = nn.GELU
+    m = build(name, 12, scale=2.0, **kwargs).eval()
+    expected_gates = {"cbam": 2, "se": 1, "srm": 1, "triplet": 3}[name]
+    assert sum(isinstance(mod, nn.Hardsigmoid) for mod in m.modules()) == expected_gates
+    assert not any(isinstance(mod, nn.Sigmoid) for mod in m.modules())
+    if "act_layer" in kwargs:
+        assert any(isinstance(mod, nn.GELU) for mod in m.modules())
+        assert not any(isinstance(mod, nn.ReLU) for mod in m.modules())
+    x = torch.randn(2, 12, 5, 6, dtype=torch.float64) * 3
+    expected = REFERENCES[name](m, x, False, act=F.gelu, gate=F.hardsigmoid)
+    torch.testing.assert_close(m(x), expected, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("training", [False, True])
+def test_gradcheck(name: str, training: bool) -> None:
+    kwargs: dict[str, Any] = {"kernel_size": 3} if name in ("cbam", "triplet") else {}
+    m = build(name, 4, seed=1, **kwargs).train(training)
+    x = torch.randn(2, 4, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    param_names = [n for n, _ in m.named_parameters()]
+    params = [p.detach().clone().requires_grad_(True) for _, p in m.named_parameters()]
+
+    def f(inp: Tensor, *ps: Tensor) -> Tensor:
+        out: Tensor = torch.func.functional_call(m, dict(zip(param_names, ps, strict=True)), (inp,))
+        return out
+
+    assert torch.autograd.gradcheck(f, (x.requires_grad_(True), *params))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_channels_last_matches_contiguous(name: str) -> None:
+    m = build(name, 10, seed=3).eval()
+    x = torch.randn(2, 10, 7, 6, dtype=torch.float64)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    assert not x_cl.is_contiguous()
+    torch.testing.assert_close(m(x_cl), m(x), atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bf16_cpu_autocast_is_close_to_fp32(name: str) -> None:
+    m = build(name, 16, dtype=torch.float32, seed=4).eval()
+    x = torch.randn(2, 16, 7, 7)
+    expected = m(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), expected, atol=0.05, rtol=0.05)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_device_and_dtype_reach_all_parameters_and_buffers(name: str) -> None:
+    m = LAYERS[name](8, device="meta", dtype=torch.float64)
+    tensors = list(m.parameters()) + list(m.buffers())
+    assert tensors
+    assert all(t.device.type == "meta" for t in tensors)
+    assert all(t.dtype == torch.float64 for t in tensors if t.is_floating_point())
+
+
+def test_extra_repr() -> None:
+    assert "channels=32, reduction=8, kernel_size=5" in repr(CBAM(32, 8, 5))
+    assert "hidden_channels=4" in repr(CBAM(32, 8, 5))
+    assert "channels=32, reduction=8, hidden_channels=4" in repr(SE(32, 8))
+    assert "channels=32, eps=0.001" in repr(SRM(32, eps=1e-3))
+    assert "kernel_size=3" in repr(TripletAttention(32, 3))
+
+
+def test_hidden_width_is_at_least_one() -> None:
+    assert CBAM(3, reduction=16).channel_gate.hidden_channels == 1
+    assert SE(3, reduction=16).hidden_channels == 1
+    assert SE(64, reduction=16).hidden_channels == 4
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Differential tests against timm
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _timm_state_from_cbam(m: CBAM) -> dict[str, Tensor]:
+    cg, sg = m.channel_gate, m.spatial_gate
+    return {
+        "channel.fc1.weight": cg.fc1.weight[:, :, None, None],
+        "channel.fc1.bias": cg.fc1.bias,
+        "channel.fc2.weight": cg.fc2.weight[:, :, None, None],
+        "channel.fc2.bias": cg.fc2.bias,
+        # timm pools [mean, max]; the official code and this library pool [max, mean].
+        "spatial.conv.conv.weight": sg.conv.weight[:, [1, 0]],
+        **{f"spatial.conv.bn.{k}": v for k, v in sg.bn.state_dict().items()},
+    }
+
+
+@settings(deadline=None, max_examples=15)
+@given(
+    shape=shapes,
+    reduction=st.integers(1, 8),
+    kernel_size=st.sampled_from([1, 3, 7]),
+    train=st.booleans(),
+    seed=seeds,
+)
+def test_cbam_matches_timm(shape: Shape, reduction: int, kernel_size: int, train: bool, seed: int) -> None:
+    pytest.importorskip("timm")
+    from timm.layers.cbam import CbamModule
+
+    training = train and shape[0] > 1
+    ours = build("cbam", shape[1], seed=seed, reduction=reduction, kernel_size=kernel_size)
+    assert isinstance(ours, CBAM)
+    theirs = CbamModule(
+        shape[1],
+        rd_channels=ours.channel_gate.hidden_channels,
+        spatial_kernel_size=kernel_size,
+        mlp_bias=True,
+        dtype=torch.float64,
+    )
+    theirs.load_state_dict(_timm_state_from_cbam(ours), strict=True)
+    ours.train(training)
+    theirs.train(training)
+    x = randn(shape, torch.float64, seed)
+    torch.testing.assert_close(ours(x), theirs(x), atol=1e-12, rtol=1e-12)
+
+
+@settings(deadline=None, max_examples=15)
+@given(shape=shapes, reduction=st.integers(1, 8), seed=seeds)
+def test_se_matches_timm(shape: Shape, reduction: int, seed: int) -> None:
+    pytest.importorskip("timm")
+    from timm.layers.squeeze_excite import SEModule
+
+    ours = build("se", shape[1], seed=seed, reduction=reduction)
+    assert isinstance(ours, SE)
+    theirs = SEModule(shape[1], rd_channels=ours.hidden_channels, bias=True, dtype=torch.float64)
+    theirs.load_state_dict(
+        {
+            "fc1.weight": ours.fc1.weight[:, :, None, None],
+            "fc1.bias": ours.fc1.bias,
+            "fc2.weight": ours.fc2.weight[:, :, None, None],
+            "fc2.bias": ours.fc2.bias,
+        },
+        strict=True,
+    )
+    x = randn(shape, torch.float64, seed)
+    torch.testing.assert_close(ours(x), theirs(x), atol=1e-12, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# timm attn_layer integration
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_cbam_as_timm_resnet50_attn_layer() -> None:
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("resnet50", pretrained=False, block_args=dict(attn_layer=CBAM)).eval()
+    assert sum(isinstance(m, CBAM) for m in model.modules()) == 16  # one per bottleneck (3 + 4 + 6 + 3)
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 64))
+    assert out.shape == (1, 1000)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_timm_resnet18_attn_layer(name: str) -> None:
+    timm = pytest.importorskip("timm")
+    cls = LAYERS[name]
+    model = timm.create_model(
+        "resnet18", pretrained=False, num_classes=5, block_args=dict(attn_layer=cls), dtype=torch.float64
+    )
+    attn = [m for m in model.modules() if isinstance(m, cls)]
+    assert len(attn) == 8  # one per basic block (2 + 2 + 2 + 2)
+    # timm forwards dtype to attn_layer(channels, device=..., dtype=...).
+    assert all(p.dtype == torch.float64 for m in attn for p in m.parameters())
+    model.train()
+    out = model(torch.randn(2, 3, 32, 32, dtype=torch.float64))  # 1x1 maps in the last stage
+    out.sum().backward()
+    assert out.shape == (2, 5)
+    assert torch.isfinite(out).all()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Argument and input validation
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("factory", "match"),
+    [
+        (lambda: CBAM(0), "channels must be a positive integer"),
+        (lambda: CBAM(16, reduction=0), "reduction must be a positive integer"),
+        (lambda: CBAM(16, kernel_size=4), "kernel_size must be odd"),
+        (lambda: CBAM(16, kernel_size=0), "kernel_size must be a positive integer"),
+        (lambda: CBAM(16.0), "channels must be a positive integer"),  # type: ignore[arg-type]
+        (lambda: SE(0), "channels must be a positive integer"),
+        (lambda: SE(-3), "channels must be a positive integer"),
+        (lambda: SE(16, reduction=0), "reduction must be a positive integer"),
+        (lambda: SE(True), "channels must be a positive integer"),
+        (lambda: SRM(0), "channels must be a positive integer"),
+        (lambda: SRM(8, eps=0.0), r"eps must lie in \(0.0, inf\)"),
+        (lambda: SRM(8, eps=-1e-5), "eps must lie in"),
+        (lambda: SRM(8, eps=math.nan), "eps must lie in"),
+        (lambda: TripletAttention(0), "channels must be a positive integer"),
+        (lambda: TripletAttention(kernel_size=2), "kernel_size must be odd"),
+        (lambda: TripletAttention(kernel_size=0), "kernel_size must be a positive integer"),
+        (lambda: create_attention("eca", 16), r"name must be one of \['cbam', 'se', 'srm', 'triplet'\]"),
+        (lambda: create_attention("", 16), "name must be one of"),
+        (lambda: create_attention("se", 16, reduction=0), "reduction must be a positive integer"),
+    ],
+)
+def test_bad_constructor_arguments(factory: Callable[[], nn.Module], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        factory()
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [
+        (torch.randn(4, 5, 6), r"x must be a 4-D \(N, C, H, W\) tensor, got 3 dimensions"),
+        (torch.randn(1, 4, 5, 6, 2), "x must be a 4-D"),
+        (torch.ones(2, 4, 5, 6, dtype=torch.int64), "x must be a floating tensor, got dtype torch.int64"),
+    ],
+)
+def test_bad_input(name: str, x: Tensor, match: str) -> None:
+    m = LAYERS[name](4).eval()
+    with pytest.raises(ValueError, match=match):
+        m(x)
+
+
+def test_triplet_attention_ignores_channels() -> None:
+    x = torch.randn(2, 6, 5, 4)
+    a = randomize_(TripletAttention()).eval()
+    b = TripletAttention(123).eval()
+    b.load_state_dict(a.state_dict())
+    torch.testing.assert_close(a(x), b(x), atol=0, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Factory
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("cbam", CBAM),
+        ("CBAM", CBAM),
+        ("se", SE),
+        ("Se", SE),
+        ("srm", SRM),
+        ("SRM", SRM),
+        ("triplet", TripletAttention),
+        ("Triplet", TripletAttention),
+    ],
+)
+def test_create_attention_returns_class(name: str, cls: type[nn.Module]) -> None:
+    m = create_attention(name, 16)
+    assert type(m) is cls
+
+
+def test_create_attention_forwards_kwargs() -> None:
+    cbam = create_attention("cbam", 32, reduction=4, kernel_size=3, act_layer=nn.SiLU, dtype=torch.float64)
+    assert isinstance(cbam, CBAM)
+    assert cbam.channel_gate.hidden_channels == 8
+    assert cbam.spatial_gate.conv.kernel_size == (3, 3)
+    assert isinstance(cbam.channel_gate.act, nn.SiLU)
+    assert cbam.channel_gate.fc1.weight.dtype == torch.float64
+
+    se = create_attention("se", 32, reduction=8, gate_layer=nn.Hardsigmoid)
+    assert isinstance(se, SE)
+    assert se.hidden_channels == 4 and isinstance(se.gate, nn.Hardsigmoid)
+
+    srm = create_attention("srm", 32, eps=1e-3)
+    assert isinstance(srm, SRM)
+    assert srm.eps == 1e-3 and srm.channels == 32
+
+    triplet = create_attention("triplet", 32, kernel_size=5)
+    assert isinstance(triplet, TripletAttention)
+    assert triplet.cw.conv.kernel_size == (5, 5)
+
+    with pytest.raises(TypeError):
+        create_attention("triplet", 32, reduction=4)
