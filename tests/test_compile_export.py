@@ -1,0 +1,103 @@
+"""Every layer under torch.jit.script, torch.compile(fullgraph=True) and ONNX export (eval mode)."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from stadb_layers import (
+    CBAM,
+    SE,
+    SRM,
+    RandomBranchSelector,
+    SelfThresholdDrop,
+    SoftMarginBatchHardTriplet,
+    TripletAttention,
+)
+
+CHANNELS = 16
+
+
+def selector() -> RandomBranchSelector:
+    return RandomBranchSelector([SelfThresholdDrop(), CBAM(CHANNELS, reduction=4)], [0.25, 0.75], 1, seed=0)
+
+
+FEATURE_MAP_LAYERS: dict[str, Callable[[], nn.Module]] = {
+    "SelfThresholdDrop": lambda: SelfThresholdDrop(0.8),
+    "SelfThresholdDrop-ratio": lambda: SelfThresholdDrop(drop_ratio=0.2),
+    "CBAM": lambda: CBAM(CHANNELS, reduction=4),
+    "SE": lambda: SE(CHANNELS, reduction=4),
+    "SRM": lambda: SRM(CHANNELS),
+    "TripletAttention": lambda: TripletAttention(CHANNELS),
+    "RandomBranchSelector": selector,
+}
+# The selector's training-mode draw comes from a torch.Generator, which neither TorchScript nor
+# Dynamo can trace; its eval mode (the deployed form) is covered in every mode below.
+TRAINING_MODE_LAYERS = [name for name in FEATURE_MAP_LAYERS if name != "RandomBranchSelector"]
+
+
+def feature_map() -> torch.Tensor:
+    return torch.randn(2, CHANNELS, 7, 5, generator=torch.Generator().manual_seed(0))
+
+
+def twin_modules(name: str, training: bool) -> tuple[nn.Module, nn.Module]:
+    """Two identical instances, so running one does not change the other's BN statistics."""
+    reference = FEATURE_MAP_LAYERS[name]()
+    twin = FEATURE_MAP_LAYERS[name]()
+    twin.load_state_dict(reference.state_dict())
+    return reference.train(training), twin.train(training)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("name", FEATURE_MAP_LAYERS)
+def test_jit_script_matches_eager(name: str, training: bool) -> None:
+    if training and name not in TRAINING_MODE_LAYERS:
+        pytest.skip("the selector's random draw is Python-only under TorchScript; see test below")
+    reference, twin = twin_modules(name, training)
+    scripted = torch.jit.script(twin)
+    torch.testing.assert_close(scripted(feature_map()), reference(feature_map()))
+
+
+def test_jit_scripted_selector_refuses_training_mode() -> None:
+    scripted = torch.jit.script(selector().train())
+    with pytest.raises(torch.jit.Error, match="annotated to be ignored"):
+        scripted(feature_map())
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("name", FEATURE_MAP_LAYERS)
+def test_compile_fullgraph_matches_eager(name: str, training: bool) -> None:
+    if training and name not in TRAINING_MODE_LAYERS:
+        pytest.skip("covered by tests/test_branch_selector.py: the training draw is a graph break")
+    reference, twin = twin_modules(name, training)
+    compiled = torch.compile(twin, fullgraph=True)
+    torch.testing.assert_close(compiled(feature_map()), reference(feature_map()))
+
+
+@pytest.mark.parametrize("name", FEATURE_MAP_LAYERS)
+def test_onnx_export_eval_mode_matches_onnxruntime(name: str, tmp_path: Path) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    module = FEATURE_MAP_LAYERS[name]().eval()
+    path = tmp_path / f"{name}.onnx"
+    torch.onnx.export(module, (feature_map(),), str(path), input_names=["x"], output_names=["y"])
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (output,) = session.run(None, {"x": feature_map().numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(output), module(feature_map()), rtol=1e-5, atol=1e-5)
+
+
+def embeddings() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(12, 8, generator=generator), torch.arange(4).repeat_interleave(3)
+
+
+@pytest.mark.parametrize("margin", [None, 0.3])
+def test_triplet_loss_script_and_compile(margin: float | None) -> None:
+    features, labels = embeddings()
+    loss = SoftMarginBatchHardTriplet(margin=margin)
+    expected = loss(features, labels)
+    torch.testing.assert_close(torch.jit.script(loss)(features, labels), expected)
+    torch.testing.assert_close(torch.compile(loss, fullgraph=True)(features, labels), expected)
