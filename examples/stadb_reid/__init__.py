@@ -1,0 +1,1 @@
+"""STADB person re-identification trainer built from stadb_layers."""
