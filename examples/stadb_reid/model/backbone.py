@@ -1,0 +1,86 @@
+"""ResNet-50 backbone with the last stride set to 1, from timm.
+
+With a 384x128 input, the layer4 feature map is 2048 x 24 x 8 instead of 2048 x 12 x 4, which keeps
+the spatial detail the drop and attention branches work on (Sun et al. 2018, "Beyond Part Models").
+"""
+
+import socket
+import urllib.parse
+from pathlib import Path
+from typing import cast
+
+import timm
+from timm.models.resnet import ResNet
+from torch import nn
+
+__all__ = ["PretrainedWeightsUnavailableError", "build_backbone"]
+
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
+class PretrainedWeightsUnavailableError(RuntimeError):
+    """The ImageNet weights cannot be downloaded and no local file was given."""
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (or the mirror set in ``HF_ENDPOINT``) accepts a connection."""
+    from huggingface_hub import constants
+
+    host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def build_backbone(
+    name: str = "resnet50", *, pretrained: bool = False, weights: Path | None = None, last_stride: int = 1
+) -> ResNet:
+    """Build a timm ResNet without its head, returning (N, C, H/16, W/16) features for ``last_stride=1``.
+
+    Args:
+        name: A timm ResNet name, e.g. ``"resnet50"``.
+        pretrained: Download the ImageNet weights through timm. Offline, this fails within seconds with
+            :class:`PretrainedWeightsUnavailableError` instead of retrying for a minute.
+        weights: A local ``.pth``/``.pt``/``.bin``/``.safetensors`` file of the timm model's weights,
+            loaded instead of downloading. The classifier weights in it are ignored.
+        last_stride: Stride of layer4 (1 in the paper, 2 in the standard ResNet).
+
+    Raises:
+        PretrainedWeightsUnavailableError: If ``pretrained`` is set and the hub cannot be reached.
+        FileNotFoundError: If ``weights`` does not exist.
+        ValueError: If ``weights`` has an unknown suffix or ``last_stride`` is not 1 or 2.
+    """
+    if last_stride not in (1, 2):
+        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    overlay = None
+    if weights is not None:
+        weights = Path(weights)
+        if not weights.is_file():
+            raise FileNotFoundError(f"weights file not found: {weights}")
+        if weights.suffix not in WEIGHT_SUFFIXES:
+            raise ValueError(f"weights must be one of {', '.join(WEIGHT_SUFFIXES)} files, got {weights}")
+        overlay = dict(file=str(weights))
+    elif pretrained and not _hub_reachable():
+        raise PretrainedWeightsUnavailableError(
+            f"cannot download the ImageNet weights of {name}: the model hub is unreachable (offline?). "
+            "Train from scratch with --no-pretrained, or load a local file with --weights FILE "
+            "(.pth or .safetensors)."
+        )
+    model = timm.create_model(
+        name,
+        pretrained=pretrained or weights is not None,
+        pretrained_cfg_overlay=overlay,
+        num_classes=0,
+        global_pool="",
+    )
+    if not isinstance(model, ResNet):
+        raise ValueError(f"{name} is not a timm ResNet")
+    if last_stride == 1:
+        # The strided 3x3 conv (conv2 in a Bottleneck, conv1 in a BasicBlock) and the shortcut's 1x1 conv.
+        layer4 = cast(nn.Sequential, model.layer4)
+        for module in layer4[0].modules():
+            if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
+                module.stride = (1, 1)
+    return model
