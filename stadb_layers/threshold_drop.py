@@ -6,27 +6,38 @@ From "STADB: A Self-Thresholding Attention Guided ADB Network for Person Re-iden
 
 The layer erases the most discriminative positions of a feature map during training, so the network
 has to learn from the remaining ones.
+
+:func:`self_threshold_drop` is the eager formulation and the reference. :class:`SelfThresholdDrop` runs
+the same computation through a custom autograd function with fused passes (see
+:class:`_ThresholdDropFunction`): a Triton kernel for CUDA tensors, a cache-blocked ATen pass on CPU, and
+the eager formulation everywhere else and under TorchScript and ``torch.compile``.
 """
 
+import functools
+import importlib
 import math
-from typing import Optional
+from types import ModuleType
+from typing import Any
 
 import torch
 from torch import nn
 
 from ._validation import check_feature_map, check_in_interval
+from .kernels import cpu_threshold_drop
 
 __all__ = ["SelfThresholdDrop", "self_threshold_drop"]
 
 DEFAULT_ALPHA = 0.8
 
 
-def _resolve_mode(alpha: Optional[float], drop_ratio: Optional[float]) -> tuple[Optional[float], Optional[float]]:
+def _resolve_mode(alpha: float | None, drop_ratio: float | None) -> tuple[float | None, float | None]:
     """Validate the two mutually exclusive modes and fill in the paper's default ``alpha``."""
     if drop_ratio is not None:
         if alpha is not None:
             raise ValueError("alpha and drop_ratio are mutually exclusive; pass only one of them")
-        return None, check_in_interval(drop_ratio, "drop_ratio", 0.0, 1.0, low_closed=False, high_closed=False)
+        return None, check_in_interval(
+            drop_ratio, "drop_ratio", 0.0, 1.0, low_closed=False, high_closed=False
+        )
     if alpha is None:
         alpha = DEFAULT_ALPHA
     return check_in_interval(alpha, "alpha", 0.0, 1.0, low_closed=False, high_closed=True), None
@@ -44,12 +55,12 @@ def channel_mean_attention(x: torch.Tensor) -> torch.Tensor:
 
 
 def keep_mask_from_attention(
-    attention: torch.Tensor, alpha: Optional[float], drop_ratio: Optional[float]
+    attention: torch.Tensor, alpha: float | None, drop_ratio: float | None
 ) -> torch.Tensor:
     """Boolean keep mask (N, 1, H, W) from an attention map, for exactly one of the two modes."""
     if drop_ratio is not None:
         flat = attention.flatten(1)
-        num_dropped = int(math.ceil(drop_ratio * flat.shape[1]))
+        num_dropped = math.ceil(drop_ratio * flat.shape[1])
         kth_largest = flat.topk(num_dropped, dim=1).values[:, -1:]
         threshold = kth_largest.view(-1, 1, 1, 1)
     else:
@@ -59,7 +70,7 @@ def keep_mask_from_attention(
 
 
 def self_threshold_drop(
-    x: torch.Tensor, alpha: Optional[float] = None, drop_ratio: Optional[float] = None
+    x: torch.Tensor, alpha: float | None = None, drop_ratio: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Zero the most strongly activated spatial positions of a feature map.
 
@@ -81,6 +92,9 @@ def self_threshold_drop(
 
     The mask is a constant for autograd, so :math:`\partial y / \partial x = M`. Half-precision inputs
     compute the attention in float32.
+
+    This function is the plain eager formulation, kept as the reference; :class:`SelfThresholdDrop`
+    computes the same masks (bit for bit) with fused kernels and less memory.
 
     Args:
         x: Feature map of shape (N, C, H, W), floating point.
@@ -111,6 +125,140 @@ def self_threshold_drop(
     return x * keep, keep
 
 
+def _attention_and_keep(
+    x: torch.Tensor, alpha: float | None, drop_ratio: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention map and keep mask of ``x`` with the reference operators."""
+    attention = channel_mean_attention(x)
+    return attention, keep_mask_from_attention(attention, alpha, drop_ratio)
+
+
+@functools.cache
+def _triton_kernels() -> ModuleType | None:
+    """The Triton kernel module, imported on first use; None when Triton is not installed."""
+    module = importlib.import_module(".kernels.triton_threshold_drop", __package__)
+    return module if module.available() else None
+
+
+def _fused_backend(x: torch.Tensor, inplace: bool) -> str | None:
+    """``"triton"``, ``"cpu"`` or None (use the eager formulation) for input ``x``."""
+    if torch._C._are_functorch_transforms_active():
+        return None  # vmap, torch.func.grad, ...: the eager operators have batching and grad rules
+    if x.device.type == "cpu":
+        return "cpu"
+    if x.device.type != "cuda":
+        return None
+    kernels = _triton_kernels()
+    if kernels is None or not kernels.supports(x):
+        return None
+    if inplace and not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+        return None  # let ``mul_`` report (or handle) overlapping and strided inputs
+    return "triton"
+
+
+def _check_inplace_allowed(x: torch.Tensor) -> None:
+    """Raise before touching ``x`` where autograd forbids writing into it, as ``x.mul_`` would."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return
+    if x.is_leaf:
+        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+    base = x._base
+    if base is not None and base.is_leaf and base.requires_grad:
+        raise RuntimeError(
+            "a view of a leaf Variable that requires grad is being used in an in-place operation."
+        )
+
+
+class _ThresholdDropFunction(torch.autograd.Function):
+    """Fused self-threshold drop: ``x -> (x * keep, attention, keep)``, differentiable in ``x`` only.
+
+    Forward:
+        * ``"cpu"``: :func:`.kernels.cpu_threshold_drop.forward`, chunks of samples reduced and masked
+          while they are in cache, each step a reference ATen operator.
+        * ``"triton"``: the reference channel mean (one read), then one Triton pass that takes each
+          sample's max, thresholds and applies the mask (``drop_ratio``: ``topk`` on the small map,
+          then the same apply kernel).
+
+    Only the boolean (N, 1, H, W) keep mask is saved for backward (``N*H*W`` bytes), never the input;
+    the backward is ``grad * keep``. With ``inplace`` the input is overwritten and marked dirty, so
+    autograd rejects it wherever an earlier operator saved it, as for ``nn.ReLU(inplace=True)``.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        alpha: float | None,
+        drop_ratio: float | None,
+        inplace: bool,
+        backend: str,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if backend == "triton":
+            kernels = _triton_kernels()
+            assert kernels is not None
+            attention = channel_mean_attention(x)
+            out = x if inplace else torch.empty_like(x)
+            if drop_ratio is None:
+                assert alpha is not None
+                keep = kernels.threshold_and_apply(x, attention, alpha, out)
+            else:
+                keep = keep_mask_from_attention(attention, None, drop_ratio)
+                kernels.apply_keep(x, keep, out)
+        else:
+            out, attention, keep = cpu_threshold_drop.forward(
+                x, functools.partial(_attention_and_keep, alpha=alpha, drop_ratio=drop_ratio), inplace=inplace
+            )
+        if inplace:
+            ctx.mark_dirty(x)
+        ctx.mark_non_differentiable(attention, keep)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(keep)
+        ctx.backend = backend
+        return out, attention, keep
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad_out: torch.Tensor | None, *unused_grads: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, None, None, None, None]:
+        if grad_out is None:
+            return None, None, None, None, None
+        (keep,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph=True: stay differentiable (double backward) with the eager product.
+            return grad_out * keep, None, None, None, None
+        if ctx.backend == "triton":
+            kernels = _triton_kernels()
+            assert kernels is not None
+            grad_in = torch.empty_like(grad_out)
+            kernels.apply_keep(grad_out, keep, grad_in)
+        else:
+            grad_in = cpu_threshold_drop.backward(grad_out, keep)
+        return grad_in, None, None, None, None
+
+
+def _fused_threshold_drop(
+    x: torch.Tensor,
+    alpha: float | None,
+    drop_ratio: float | None,
+    inplace: bool = False,
+    backend: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(out, attention, keep)`` through the fused path; ``backend`` overrides the automatic choice.
+
+    Arguments are assumed validated. Falls back to the eager formulation where no fused backend applies.
+    """
+    if backend is None:
+        backend = _fused_backend(x, inplace)
+    if inplace:
+        _check_inplace_allowed(x)
+    if backend is None:
+        attention, keep = _attention_and_keep(x, alpha, drop_ratio)
+        return (x.mul_(keep) if inplace else x * keep), attention, keep
+    out, attention, keep = _ThresholdDropFunction.apply(x, alpha, drop_ratio, inplace, backend)
+    # With autograd off, apply() returns an alias of a dirtied input; hand back the input itself.
+    return (x if inplace else out), attention, keep
+
+
 class SelfThresholdDrop(nn.Module):
     r"""Self-thresholding drop: erase the most discriminative positions during training.
 
@@ -123,12 +271,26 @@ class SelfThresholdDrop(nn.Module):
     :attr:`last_keep_mask` hold the detached (N, 1, H, W) maps of that call for visualisation. They cost
     ``N*H*W`` elements, a ``1/C`` fraction of the input, and hold no autograd graph.
 
+    Performance: the training forward is a custom autograd function that saves only the boolean keep
+    mask for backward (``N*H*W`` bytes, never the input) and allocates one output, or none with
+    ``inplace=True``. CUDA tensors (float32/float16/bfloat16) use a Triton kernel when Triton is
+    installed, CPU tensors a cache-blocked pass that reads the input from memory once; other devices,
+    TorchScript and ``torch.compile`` use the eager formulation of :func:`self_threshold_drop`. All paths
+    compute the attention with the same reduction as the eager formulation, so the masks are
+    bit-identical to it. For 16-bit inputs that attention is accumulated in float32, so the mask can
+    differ, at positions within rounding of the threshold, from an implementation that averages in
+    bfloat16 or float16 (such as the original ADL code run under autocast). On CPU, output and gradient
+    buffers of 1 MiB or more are recycled between calls once no tensor uses them (up to two idle buffers
+    are kept), because fresh allocations page-fault; see :mod:`stadb_layers.kernels.cpu_threshold_drop`.
+
     Args:
         alpha: Threshold as a fraction of each sample's peak attention, in (0, 1]. Defaults to 0.8 (the
             paper's value) when ``drop_ratio`` is not given.
         drop_ratio: Fraction of positions to erase, in (0, 1). Mutually exclusive with ``alpha``.
         inplace: Multiply the input in place, like ``nn.ReLU(inplace=True)``. Only valid where autograd
-            does not need the unmasked input (for example right after a convolution).
+            does not need the unmasked input (for example right after a convolution or BatchNorm); like
+            ``mul_``, it raises for a leaf that requires grad, and backward raises if an earlier operator
+            saved the input.
 
     Shape:
         - Input: (N, C, H, W)
@@ -144,13 +306,13 @@ class SelfThresholdDrop(nn.Module):
         True
     """
 
-    alpha: Optional[float]
-    drop_ratio: Optional[float]
-    last_attention: Optional[torch.Tensor]
-    last_keep_mask: Optional[torch.Tensor]
+    alpha: float | None
+    drop_ratio: float | None
+    last_attention: torch.Tensor | None
+    last_keep_mask: torch.Tensor | None
 
     def __init__(
-        self, alpha: Optional[float] = None, *, drop_ratio: Optional[float] = None, inplace: bool = False
+        self, alpha: float | None = None, *, drop_ratio: float | None = None, inplace: bool = False
     ) -> None:
         super().__init__()
         self.alpha, self.drop_ratio = _resolve_mode(alpha, drop_ratio)
@@ -163,13 +325,20 @@ class SelfThresholdDrop(nn.Module):
         check_feature_map(x, "x")
         if not self.training:
             return x
-        attention = channel_mean_attention(x)
-        keep = keep_mask_from_attention(attention, self.alpha, self.drop_ratio)
+        if torch.jit.is_scripting() or torch.compiler.is_compiling():
+            attention = channel_mean_attention(x)
+            keep = keep_mask_from_attention(attention, self.alpha, self.drop_ratio)
+            out = x.mul_(keep) if self.inplace else x * keep
+        else:
+            out, attention, keep = self._fused_forward(x)
         self.last_attention = attention.detach()
         self.last_keep_mask = keep
-        if self.inplace:
-            return x.mul_(keep)
-        return x * keep
+        return out
+
+    @torch.jit.unused
+    def _fused_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(out, attention, keep)`` through the fused kernels (not scriptable; eager mode only)."""
+        return _fused_threshold_drop(x, self.alpha, self.drop_ratio, self.inplace)
 
     def extra_repr(self) -> str:
         """Mode and its parameter, plus ``inplace`` when set."""
