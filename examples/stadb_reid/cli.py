@@ -1,0 +1,154 @@
+"""The ``stadb-reid`` command: train, evaluate and the offline demo."""
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .config import Config, ConfigError, load_config
+
+app = typer.Typer(
+    help="Train and evaluate the STADB person re-identification network.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ConfigFiles = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--config",
+        help="YAML file or bundled config name (market1501, demo_cpu, ablation_global...); repeatable.",
+    ),
+]
+SetOverrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override any config key, e.g. --set optim.base_lr=3e-4; repeatable."),
+]
+
+
+def build_config(files: list[str] | None, overrides: dict[str, Any], settings: list[str] | None) -> Config:
+    """Load the config from files, flags and ``--set KEY=VALUE`` pairs; schema errors are usage errors."""
+    for pair in settings or []:
+        key, separator, _ = pair.partition("=")
+        if not separator or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
+    try:
+        return load_config(files, overrides, settings)
+    except ConfigError as error:
+        raise typer.BadParameter(str(error), param_hint="--config/--set") from error
+
+
+@app.command()
+def train(
+    dataset: Annotated[
+        str | None, typer.Option(help="market1501, dukemtmc, cuhk03, msmt17, viper, folder, synthetic")
+    ] = None,
+    data_root: Annotated[Path | None, typer.Option(help="Dataset folder.")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Checkpoint and metrics folder.")] = None,
+    config: ConfigFiles = None,
+    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    height: Annotated[int | None, typer.Option(min=16)] = None,
+    width: Annotated[int | None, typer.Option(min=16)] = None,
+    num_identities: Annotated[int | None, typer.Option(min=2, help="P identities per batch.")] = None,
+    num_instances: Annotated[int | None, typer.Option(min=1, help="K images per identity.")] = None,
+    pretrained: Annotated[
+        bool | None,
+        typer.Option(
+            "--pretrained/--no-pretrained", help="ImageNet weights through timm (needs the internet)."
+        ),
+    ] = None,
+    weights: Annotated[Path | None, typer.Option(help="Local backbone weights (.pth/.safetensors).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="stadb, global, global_drop, global_attention, bdb.")
+    ] = None,
+    attention: Annotated[str | None, typer.Option(help="cbam, se, srm, triplet.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="SelfThresholdDrop threshold.")] = None,
+    rho: Annotated[float | None, typer.Option(help="Probability of the drop branch.")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    set_: SetOverrides = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Train a model and write OUTPUT/checkpoint.pt (every epoch) and OUTPUT/metrics.json."""
+    from .engine import train as run_training
+
+    overrides = {
+        "data.dataset": dataset,
+        "data.root": str(data_root) if data_root else None,
+        "output_dir": str(output_dir) if output_dir else None,
+        "optim.epochs": epochs,
+        "data.height": height,
+        "data.width": width,
+        "data.num_identities": num_identities,
+        "data.num_instances": num_instances,
+        "model.pretrained": pretrained,
+        "model.weights": str(weights) if weights else None,
+        "device": device,
+        "model.variant": variant,
+        "model.attention": attention,
+        "model.alpha": alpha,
+        "model.rho": rho,
+        "seed": seed,
+    }
+    run_training(build_config(config, overrides, set_), progress=progress)
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint.pt written by train.")],
+    dataset: Annotated[str | None, typer.Option(help="Dataset name; defaults to the checkpoint's.")] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="Dataset folder; defaults to the checkpoint's.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+    flip: Annotated[
+        bool | None, typer.Option("--flip/--no-flip", help="Average with flipped images.")
+    ] = None,
+    rerank: Annotated[
+        bool | None, typer.Option("--rerank/--no-rerank", help="k-reciprocal re-ranking.")
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Evaluate a checkpoint and print rank-1/5/10, mAP and mINP."""
+    from .engine import evaluate_checkpoint
+
+    overrides = {
+        "data.dataset": dataset,
+        "data.root": str(data_root) if data_root else None,
+        "device": device,
+        "eval.flip": flip,
+        "eval.rerank": rerank,
+    }
+    metrics = evaluate_checkpoint(checkpoint, overrides, progress=progress)
+    typer.echo(json.dumps({k: round(v, 2) for k, v in metrics.items()}))
+
+
+@app.command()
+def demo(
+    output_dir: Annotated[
+        Path, typer.Option(help="Where the synthetic data, checkpoint and metrics go.")
+    ] = Path("outputs/demo"),
+    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    set_: SetOverrides = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Offline demo: the full model at reduced resolution on the built-in synthetic dataset, on CPU."""
+    from .engine import run_demo
+
+    overrides = {"output_dir": str(output_dir), "optim.epochs": epochs}
+    run_demo(build_config(["demo_cpu"], overrides, set_), progress=progress)
+
+
+def main() -> None:
+    """Entry point of the ``stadb-reid`` console script: user errors print one line, not a traceback."""
+    from .data import ReIDDataError
+    from .engine.checkpoint import CheckpointError
+    from .model import PretrainedWeightsUnavailableError
+
+    try:
+        app()
+    except (ConfigError, ReIDDataError, CheckpointError, PretrainedWeightsUnavailableError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None

@@ -1,0 +1,105 @@
+"""Evaluation of a model on a dataset's query and gallery sets."""
+
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from ..config import Config, load_config
+from ..data import ReIDDataset, build_dataset, build_test_loaders
+from ..evaluation import (
+    Metric,
+    evaluate_from_features,
+    extract_features,
+    k_reciprocal_rerank,
+    pairwise_distance,
+    rank_metrics,
+)
+from .checkpoint import load_checkpoint
+
+__all__ = ["evaluate_checkpoint", "evaluate_model"]
+
+
+def evaluate_model(
+    model: nn.Module, dataset: ReIDDataset, config: Config, device: torch.device, *, progress: bool = True
+) -> dict[str, float]:
+    """Embed the query and gallery sets and return rank-1/5/10, mAP and mINP in percent."""
+    query_loader, gallery_loader = build_test_loaders(
+        dataset,
+        height=config.data.height,
+        width=config.data.width,
+        batch_size=config.data.test_batch_size,
+        num_workers=config.data.num_workers,
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        query = extract_features(model, query_loader, device, flip=config.eval.flip, progress=progress)
+        gallery = extract_features(model, gallery_loader, device, flip=config.eval.flip, progress=progress)
+    finally:
+        model.train(was_training)
+    q_features, q_pids, q_camids = query
+    g_features, g_pids, g_camids = gallery
+    max_rank = min(50, len(g_pids))
+    metric = cast(Metric, config.eval.metric)
+    if config.eval.rerank:
+        # Squared Euclidean, as in Zhong et al.'s code, so re-ranked figures compare with published ones.
+        distances = k_reciprocal_rerank(
+            pairwise_distance(q_features, g_features, metric="sqeuclidean").numpy(),
+            pairwise_distance(q_features, q_features, metric="sqeuclidean").numpy(),
+            pairwise_distance(g_features, g_features, metric="sqeuclidean").numpy(),
+        )
+        metrics = rank_metrics(distances, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
+    else:
+        metrics = evaluate_from_features(
+            q_features,
+            g_features,
+            q_pids,
+            g_pids,
+            q_camids,
+            g_camids,
+            metric=metric,
+            max_rank=max_rank,
+        )
+    # A gallery shorter than 10 images has a shorter CMC; its last entry is then 100%.
+    rank = {n: 100 * metrics.rank(min(n, len(metrics.cmc))) for n in (1, 5, 10)}
+    return {
+        "rank1": rank[1],
+        "rank5": rank[5],
+        "rank10": rank[10],
+        "mAP": 100 * metrics.mean_ap,
+        "mINP": 100 * metrics.mean_inp,
+    }
+
+
+def evaluate_checkpoint(
+    checkpoint_path: Path, overrides: dict[str, Any], *, progress: bool = True
+) -> dict[str, float]:
+    """Rebuild the model stored in a checkpoint, load its weights and evaluate it.
+
+    Args:
+        checkpoint_path: A ``checkpoint.pt`` written by :func:`~stadb_reid.engine.train`.
+        overrides: Dotted config keys to change, e.g. ``{"data.root": ...}``; ``None`` values are skipped.
+        progress: Show progress bars.
+    """
+    from .trainer import build_model, resolve_device
+
+    state = load_checkpoint(checkpoint_path)
+    config = load_config([], {**flatten(state["config"]), **overrides})
+    device = resolve_device(config.device)
+    model = build_model(config, state["num_classes"], pretrained=False)
+    model.load_state_dict(state["model"])
+    dataset = build_dataset(config.data.dataset, config.data.root, **config.data.options)
+    return evaluate_model(model.to(device), dataset, config, device, progress=progress)
+
+
+def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` to ``{"a.b": 1}``; dict-valued leaves such as ``data.options`` stay whole."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, dict) and key != "options":
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

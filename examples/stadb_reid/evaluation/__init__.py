@@ -1,0 +1,36 @@
+"""Evaluation of the STADB re-ID trainer: features, distances, re-ranking and CMC / mAP / mINP.
+
+Typical use::
+
+    qf, q_pids, q_camids = extract_features(model, query_loader, device, flip=True)
+    gf, g_pids, g_camids = extract_features(model, gallery_loader, device, flip=True)
+    metrics = evaluate_from_features(qf, gf, q_pids, g_pids, q_camids, g_camids)  # chunked, low memory
+    print(metrics.as_dict())
+
+or, with the full distance matrix (e.g. for re-ranking)::
+
+    distmat = k_reciprocal_rerank(
+        pairwise_distance(qf, gf, "sqeuclidean").numpy(),
+        pairwise_distance(qf, qf, "sqeuclidean").numpy(),
+        pairwise_distance(gf, gf, "sqeuclidean").numpy(),
+    )
+    cmc, mAP = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
+"""
+
+from .distance import DEFAULT_DISTANCE_CHUNK_SIZE, Metric, evaluate_from_features, pairwise_distance
+from .features import extract_features
+from .rank import Protocol, RankMetrics, evaluate_rank, rank_metrics
+from .reranking import k_reciprocal_rerank
+
+__all__ = [
+    "DEFAULT_DISTANCE_CHUNK_SIZE",
+    "Metric",
+    "Protocol",
+    "RankMetrics",
+    "evaluate_from_features",
+    "evaluate_rank",
+    "extract_features",
+    "k_reciprocal_rerank",
+    "pairwise_distance",
+    "rank_metrics",
+]
