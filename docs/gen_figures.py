@@ -39,6 +39,7 @@ from stadb_layers import (
     self_threshold_drop,
     soft_margin_batch_hard_triplet,
 )
+from stadb_layers.cbam import z_pool
 
 __all__ = ["FIGURES", "feature_map", "generate"]
 
@@ -261,12 +262,9 @@ def fig_triplet_attention() -> Figure:
     x = feature_map()
     attention = TripletAttention(kernel_size=7).train()
     with torch.no_grad():
-        gate_cw = attention.cw(torch.stack((x.amax(dim=2), x.mean(dim=2)), dim=1))[0, 0]  # (C, W)
-        gate_hc = attention.hc(torch.stack((x.amax(dim=3), x.mean(dim=3)), dim=1).transpose(2, 3))[
-            0, 0
-        ]  # (H, C)
-        pooled_hw = torch.cat((x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)), dim=1)
-        gate_hw = attention.hw(pooled_hw)[0, 0]  # (H, W)
+        gate_cw = attention.cw.attention_from_pooled(z_pool(x, dim=2))[0, 0]  # (C, W)
+        gate_hc = attention.hc.attention_from_pooled(z_pool(x, dim=3).transpose(2, 3))[0, 0]  # (H, C)
+        gate_hw = attention.hw.attention_from_pooled(z_pool(x, dim=1))[0, 0]  # (H, W)
         combined = (gate_cw[None, :, None, :] + gate_hc.T[None, :, :, None] + gate_hw[None, None]) / 3
         assert torch.allclose(attention(x), x * combined)
     fig, axes = plt.subplots(1, 3, figsize=(8.0, 3.6), dpi=DPI, gridspec_kw={"width_ratios": [3, 3, 1]})

@@ -13,7 +13,28 @@ from torch import Tensor, nn
 
 from stadb_layers._validation import check_feature_map, check_odd_kernel_size, check_positive_int
 
-__all__ = ["CBAM", "ChannelGate", "SpatialGate"]
+__all__ = ["CBAM", "ChannelGate", "SpatialGate", "z_pool"]
+
+
+def z_pool(x: Tensor, dim: int) -> Tensor:
+    r"""Z-pool: the max and the mean of ``x`` over ``dim``, stacked as two channels, max first.
+
+    :math:`Z_d(X) = [\max_d X;\ \mathrm{mean}_d X]`, the official ``ChannelPool`` of CBAM (for
+    ``dim=1``) and ``ZPool`` of triplet attention.
+
+    Args:
+        x: Tensor of shape :math:`(N, D_1, \ldots, D_k)`.
+        dim: Dimension to pool over, not the batch dimension 0.
+
+    Returns:
+        Tensor of shape :math:`(N, 2, \ldots)`: ``x``'s shape without ``dim``, with the max map at index
+        0 and the mean map at index 1 of dimension 1.
+
+    Examples:
+        >>> z_pool(torch.randn(2, 4, 6, 5), dim=2).shape
+        torch.Size([2, 2, 4, 5])
+    """
+    return torch.stack((x.amax(dim=dim), x.mean(dim=dim)), dim=1)
 
 
 class ChannelGate(nn.Module):
@@ -86,9 +107,10 @@ class SpatialGate(nn.Module):
         M_s(F) = \sigma\Big(\mathrm{BN}\big(f^{k \times k}([\max_c F;\ \mathrm{mean}_c F])\big)\Big),
         \qquad F'' = M_s(F) \otimes F,
 
-    where the two pooled maps are concatenated with the max first, as in the official ``ChannelPool``.
-    The convolution has no bias and "same" padding; the batch norm uses the official ``eps=1e-5`` and
-    ``momentum=0.01``.
+    where the two pooled maps are concatenated with the max first, as in the official ``ChannelPool``
+    (triplet attention's Z-pool). The convolution has no bias and "same" padding; the batch norm uses the
+    official ``eps=1e-5`` and ``momentum=0.01``. :meth:`attention_from_pooled` maps a pooled map to the
+    gate; :class:`~stadb_layers.TripletAttention` calls it on maps pooled over C, H and W.
 
     Args:
         kernel_size: Odd side :math:`k` of the square convolution kernel.
@@ -102,8 +124,11 @@ class SpatialGate(nn.Module):
 
     Examples:
         >>> gate = SpatialGate(kernel_size=3)
-        >>> gate(torch.randn(2, 4, 6, 5)).shape
+        >>> x = torch.randn(2, 4, 6, 5)
+        >>> gate(x).shape
         torch.Size([2, 4, 6, 5])
+        >>> gate.attention_from_pooled(z_pool(x, dim=1)).shape
+        torch.Size([2, 1, 6, 5])
     """
 
     def __init__(
@@ -122,12 +147,28 @@ class SpatialGate(nn.Module):
         self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01, device=device, dtype=dtype)
         self.gate = gate_layer()
 
+    def attention_from_pooled(self, pooled: Tensor) -> Tensor:
+        r"""Return the attention map :math:`\sigma(\mathrm{BN}(f^{k \times k}(\text{pooled})))`.
+
+        Args:
+            pooled: Z-pooled map of shape :math:`(N, 2, A, B)` (see :func:`z_pool`).
+
+        Returns:
+            The gate of shape :math:`(N, 1, A, B)`.
+
+        Raises:
+            ValueError: If ``pooled`` is not a 4-D floating tensor with 2 channels.
+        """
+        check_feature_map(pooled, "pooled")
+        if pooled.shape[1] != 2:
+            raise ValueError(f"pooled must have 2 channels (max, mean), got {pooled.shape[1]}")
+        gate: Tensor = self.gate(self.bn(self.conv(pooled)))
+        return gate
+
     def forward(self, x: Tensor) -> Tensor:
         """Return ``x`` scaled by the spatial attention map."""
         check_feature_map(x, "x")
-        pooled = torch.cat((x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)), dim=1)
-        gate: Tensor = self.gate(self.bn(self.conv(pooled)))
-        return x * gate
+        return x * self.attention_from_pooled(z_pool(x, dim=1))
 
     def extra_repr(self) -> str:
         """Describe the configuration."""

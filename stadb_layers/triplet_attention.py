@@ -12,35 +12,13 @@ import torch
 from torch import Tensor, nn
 
 from stadb_layers._validation import check_feature_map, check_odd_kernel_size, check_positive_int
+from stadb_layers.cbam import SpatialGate, z_pool
 
 __all__ = ["TripletAttention"]
 
 
-class _ZPoolGate(nn.Module):
-    """Map a Z-pooled ``(N, 2, A, B)`` tensor to a gate ``(N, 1, A, B)``: k x k conv, batch norm, gate."""
-
-    def __init__(
-        self,
-        kernel_size: int,
-        gate_layer: Callable[[], nn.Module],
-        device: torch.device | str | None,
-        dtype: torch.dtype | None,
-    ) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(
-            2, 1, kernel_size, padding=kernel_size // 2, bias=False, device=device, dtype=dtype
-        )
-        self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01, device=device, dtype=dtype)
-        self.gate = gate_layer()
-
-    def forward(self, pooled: Tensor) -> Tensor:
-        """Return the gate for a Z-pooled map (max first, mean second along dim 1)."""
-        gate: Tensor = self.gate(self.bn(self.conv(pooled)))
-        return gate
-
-
 class TripletAttention(nn.Module):
-    r"""Triplet attention: three Z-pool + convolution gates, one per pair of (C, H, W) dimensions.
+    r"""Triplet attention: three CBAM spatial gates, one per pair of (C, H, W) dimensions.
 
     Z-pool concatenates the max and the mean along one dimension (max first, as in the official code),
     :math:`Z_d(X) = [\max_d X;\ \mathrm{mean}_d X]`. Each branch gates the input with
@@ -63,9 +41,12 @@ class TripletAttention(nn.Module):
       axis, as in the official ``x.permute(0, 3, 2, 1)``);
     * ``hw``: pool over :math:`C`, convolve over the :math:`(H, W)` plane (the usual spatial attention).
 
-    Rather than permuting and copying the whole input as the official code does, this layer pools along
-    the right dimension and transposes only the small pooled map and gate; the result is the same.
-    The batch norms use the official ``eps=1e-5, momentum=0.01``.
+    Each branch is a :class:`~stadb_layers.cbam.SpatialGate`, CBAM's spatial attention, applied as in the
+    official code to the input permuted so that the pooled dimension comes first (its batch norm uses the
+    official ``eps=1e-5, momentum=0.01``). Rather than permuting and copying the whole input, this layer
+    Z-pools (:func:`~stadb_layers.cbam.z_pool`) along the right dimension, passes the small pooled map to
+    :meth:`~stadb_layers.cbam.SpatialGate.attention_from_pooled`, transposes back only the gate and
+    multiplies the input once by the sum of the three gates; the result is the same up to rounding.
 
     Reference:
         Misra et al., "Rotate to Attend: Convolutional Triplet Attention Module", WACV 2021.
@@ -101,22 +82,19 @@ class TripletAttention(nn.Module):
         if channels is not None:
             check_positive_int(channels, "channels")
         self.kernel_size = check_odd_kernel_size(kernel_size, "kernel_size")
-        self.cw = _ZPoolGate(kernel_size, gate_layer, device, dtype)
-        self.hc = _ZPoolGate(kernel_size, gate_layer, device, dtype)
-        self.hw = _ZPoolGate(kernel_size, gate_layer, device, dtype)
+        self.cw = SpatialGate(kernel_size, gate_layer=gate_layer, device=device, dtype=dtype)
+        self.hc = SpatialGate(kernel_size, gate_layer=gate_layer, device=device, dtype=dtype)
+        self.hw = SpatialGate(kernel_size, gate_layer=gate_layer, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         """Return the average of the three gated copies of ``x``."""
         check_feature_map(x, "x")
         # C-W branch: pool over H -> (N, 2, C, W); gate (N, 1, C, W) -> (N, C, 1, W).
-        pooled_cw = torch.stack((x.amax(dim=2), x.mean(dim=2)), dim=1)
-        gate_cw: Tensor = self.cw(pooled_cw).transpose(1, 2)
+        gate_cw = self.cw.attention_from_pooled(z_pool(x, dim=2)).transpose(1, 2)
         # H-C branch: pool over W -> (N, 2, C, H) -> (N, 2, H, C); gate (N, 1, H, C) -> (N, C, H, 1).
-        pooled_hc = torch.stack((x.amax(dim=3), x.mean(dim=3)), dim=1).transpose(2, 3)
-        gate_hc: Tensor = self.hc(pooled_hc).permute(0, 3, 2, 1)
+        gate_hc = self.hc.attention_from_pooled(z_pool(x, dim=3).transpose(2, 3)).permute(0, 3, 2, 1)
         # H-W branch: pool over C -> (N, 2, H, W); gate (N, 1, H, W).
-        pooled_hw = torch.cat((x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)), dim=1)
-        gate_hw: Tensor = self.hw(pooled_hw)
+        gate_hw = self.hw.attention_from_pooled(z_pool(x, dim=1))
         # x*g1 + x*g2 + x*g3 == x * (g1 + g2 + g3); the gate sum broadcasts to (N, C, H, W) once.
         return x * ((gate_cw + gate_hc + gate_hw) / 3.0)
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from stadb_layers.cbam import CBAM
+from stadb_layers.cbam import CBAM, SpatialGate, z_pool
 from stadb_layers.create_attention import create_attention
 from stadb_layers.se import SE
 from stadb_layers.srm import SRM
@@ -561,6 +561,42 @@ def test_triplet_attention_ignores_channels() -> None:
     b = TripletAttention(123).eval()
     b.load_state_dict(a.state_dict())
     torch.testing.assert_close(a(x), b(x), atol=0, rtol=0)
+
+
+@FAST
+@given(shape=shapes, dim=st.integers(1, 3), seed=seeds)
+def test_z_pool_matches_official_zpool(shape: Shape, dim: int, seed: int) -> None:
+    x = randn(shape, torch.float64, seed)
+    torch.testing.assert_close(z_pool(x, dim), zpool_ref(x.movedim(dim, 1)), atol=1e-12, rtol=1e-12)
+
+
+@FAST
+@given(shape=shapes, kernel_size=st.sampled_from([1, 3, 5]), train=st.booleans(), seed=seeds)
+def test_triplet_branches_are_spatial_gates_on_permuted_input(
+    shape: Shape, kernel_size: int, train: bool, seed: int
+) -> None:
+    # The official formulation: each branch is a full SpatialGate forward on a permuted copy of x.
+    m = randomize_(TripletAttention(kernel_size=kernel_size, dtype=torch.float64), seed)
+    m.train(train and shape[0] > 1)
+    x = randn(shape, torch.float64, seed)
+    branch_cw = m.cw(x.transpose(1, 2).contiguous()).transpose(1, 2)
+    branch_hc = m.hc(x.permute(0, 3, 2, 1).contiguous()).permute(0, 3, 2, 1)
+    expected = (branch_cw + branch_hc + m.hw(x)) / 3
+    assert all(isinstance(branch, SpatialGate) for branch in (m.cw, m.hc, m.hw))
+    torch.testing.assert_close(m(x), expected, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("pooled", "match"),
+    [
+        (torch.randn(2, 3, 5, 5), "pooled must have 2 channels"),
+        (torch.randn(2, 5, 5), r"pooled must be a 4-D \(N, C, H, W\) tensor"),
+        (torch.ones(2, 2, 5, 5, dtype=torch.int64), "pooled must be a floating tensor"),
+    ],
+)
+def test_spatial_gate_attention_from_pooled_names_bad_input(pooled: Tensor, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SpatialGate(kernel_size=3).eval().attention_from_pooled(pooled)
 
 
 # ---------------------------------------------------------------------------------------------------------
