@@ -68,10 +68,30 @@ def train(
     alpha: Annotated[float | None, typer.Option(help="SelfThresholdDrop threshold.")] = None,
     rho: Annotated[float | None, typer.Option(help="Probability of the drop branch.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    amp: Annotated[
+        str | None, typer.Option(help="Mixed precision: off, bf16 (CPU/CUDA), fp16 (CUDA).")
+    ] = None,
+    channels_last: Annotated[
+        bool | None, typer.Option("--channels-last/--no-channels-last", help="NHWC memory format.")
+    ] = None,
+    compile_: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="Wrap the model in torch.compile.")
+    ] = None,
+    deterministic: Annotated[
+        bool | None,
+        typer.Option("--deterministic/--no-deterministic", help="Deterministic kernels (exact resume)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the newest good checkpoint in --output-dir.")
+    ] = False,
     set_: SetOverrides = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Train a model and write OUTPUT/checkpoint.pt (every epoch) and OUTPUT/metrics.json."""
+    """Train a model and write OUTPUT/checkpoint.pt (every epoch) and OUTPUT/metrics.json.
+
+    Multi-GPU: torchrun --nproc_per_node=N -m stadb_reid train ... (gloo on CPU, NCCL on CUDA).
+    Ctrl-C or SIGTERM saves a checkpoint after the current step; --resume continues from it.
+    """
     from .engine import train as run_training
 
     overrides = {
@@ -91,13 +111,24 @@ def train(
         "model.alpha": alpha,
         "model.rho": rho,
         "seed": seed,
+        "amp": amp,
+        "channels_last": channels_last,
+        "compile": compile_,
+        "deterministic": deterministic,
     }
-    run_training(build_config(config, overrides, set_), progress=progress)
+    run_training(build_config(config, overrides, set_), resume=resume, progress=progress)
 
 
 @app.command()
 def evaluate(
-    checkpoint: Annotated[Path, typer.Option(help="A checkpoint.pt written by train.")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="A checkpoint.pt written by train (or use --untrained).")
+    ] = None,
+    untrained: Annotated[
+        bool,
+        typer.Option("--untrained", help="Evaluate the untrained network of --config instead (a baseline)."),
+    ] = False,
+    config: ConfigFiles = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset name; defaults to the checkpoint's.")] = None,
     data_root: Annotated[
         Path | None, typer.Option(help="Dataset folder; defaults to the checkpoint's.")
@@ -109,10 +140,11 @@ def evaluate(
     rerank: Annotated[
         bool | None, typer.Option("--rerank/--no-rerank", help="k-reciprocal re-ranking.")
     ] = None,
+    set_: SetOverrides = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Evaluate a checkpoint and print rank-1/5/10, mAP and mINP."""
-    from .engine import evaluate_checkpoint
+    """Evaluate a checkpoint (or an untrained network) and print rank-1/5/10, mAP and mINP."""
+    from .engine import evaluate_checkpoint, evaluate_untrained
 
     overrides = {
         "data.dataset": dataset,
@@ -121,7 +153,14 @@ def evaluate(
         "eval.flip": flip,
         "eval.rerank": rerank,
     }
-    metrics = evaluate_checkpoint(checkpoint, overrides, progress=progress)
+    if (checkpoint is None) == (not untrained):
+        raise typer.BadParameter("give either --checkpoint FILE or --untrained", param_hint="--checkpoint")
+    if checkpoint is not None:
+        if config or set_:
+            raise typer.BadParameter("a checkpoint carries its config", param_hint="--config/--set")
+        metrics = evaluate_checkpoint(checkpoint, overrides, progress=progress)
+    else:
+        metrics = evaluate_untrained(build_config(config, overrides, set_), progress=progress)
     typer.echo(json.dumps({k: round(v, 2) for k, v in metrics.items()}))
 
 
@@ -145,6 +184,7 @@ def main() -> None:
     """Entry point of the ``stadb-reid`` console script: user errors print one line, not a traceback."""
     from .data import ReIDDataError
     from .engine.checkpoint import CheckpointError
+    from .engine.interrupt import TrainingInterruptedError
     from .model import PretrainedWeightsUnavailableError
 
     try:
@@ -152,3 +192,6 @@ def main() -> None:
     except (ConfigError, ReIDDataError, CheckpointError, PretrainedWeightsUnavailableError) as error:
         typer.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None
+    except TrainingInterruptedError as interruption:
+        typer.echo(f"interrupted: {interruption}", err=True)
+        raise SystemExit(130) from None

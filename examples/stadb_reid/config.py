@@ -79,7 +79,13 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    """Everything a training run needs."""
+    """Everything a training run needs.
+
+    ``amp`` is ``off``, ``bf16`` or ``fp16`` (CUDA only); ``channels_last`` trains in NHWC memory
+    format; ``compile`` wraps the training model in ``torch.compile``; ``deterministic`` asks torch
+    for deterministic kernels (with the per-image augmentation seeds, a CPU run is then bit-exact
+    across restarts and resumes).
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -87,6 +93,10 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     output_dir: str = "outputs/run"
     device: str = "cpu"
+    amp: str = "off"
+    channels_last: bool = False
+    compile: bool = False
+    deterministic: bool = False
     seed: int = 0
 
 

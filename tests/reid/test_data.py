@@ -26,6 +26,7 @@ from stadb_reid.data import (
     PKSampler,
     ReIDDataError,
     ReIDSample,
+    SeededBatchSampler,
     StaleDatasetError,
     UnreadableImageError,
     available_datasets,
@@ -601,8 +602,8 @@ def test_loaders_with_workers(tmp_path: Path) -> None:
     loader = build_train_loader(
         ds, height=32, width=16, num_identities=3, num_instances=2, num_workers=2, seed=0
     )
-    assert isinstance(loader.batch_sampler, PKSampler) and loader.persistent_workers
-    assert loader.pk_sampler is loader.batch_sampler
+    assert isinstance(loader.batch_sampler, SeededBatchSampler) and loader.persistent_workers
+    assert loader.pk_sampler is loader.batch_sampler.batches
     seen = []
     for epoch in range(2):
         loader.set_epoch(epoch)
@@ -623,3 +624,41 @@ def test_loaders_with_workers(tmp_path: Path) -> None:
         build_test_loaders(ds, num_workers=-1)
     with pytest.raises(ValueError, match="batch_size"):
         build_test_loaders(ds, batch_size=0)
+
+
+def test_augmentations_do_not_depend_on_workers_or_resuming_mid_epoch(tmp_path: Path) -> None:
+    ds = build_dataset("synthetic", tmp_path / "syn", **SMALL_SYNTHETIC)
+
+    def epoch_batches(num_workers: int, start_batch: int = 0) -> list[torch.Tensor]:
+        loader = build_train_loader(
+            ds, height=32, width=16, num_identities=3, num_instances=2, num_workers=num_workers, seed=5
+        )
+        loader.set_epoch(3, start_batch=start_batch)
+        return [images for images, _, _ in loader]
+
+    in_process = epoch_batches(0)
+    assert len(in_process) >= 2
+    repeated = epoch_batches(0)
+    assert all(torch.equal(a, b) for a, b in zip(repeated, in_process, strict=True)), "same epoch, same draws"
+    for got, expected in zip(epoch_batches(2), in_process, strict=True):
+        assert torch.equal(got, expected)
+    for got, expected in zip(epoch_batches(0, start_batch=1), in_process[1:], strict=True):
+        assert torch.equal(got, expected)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    epoch_batches(0)
+    assert torch.equal(torch.get_rng_state(), before), "loading leaves the global generator alone"
+
+
+def test_seeded_batches_item_seeds_differ_and_start_batch_is_checked() -> None:
+    pk = PKSampler([i // 4 for i in range(32)], num_identities=2, num_instances=2, seed=0)
+    batches = SeededBatchSampler(pk, seed=1)
+    batches.set_epoch(1)
+    seeds = [item_seed for batch in batches for _, item_seed in batch]
+    assert len(set(seeds)) == len(seeds) == len(pk) * 4
+    batches.set_epoch(2)
+    assert not set(seeds) & {item_seed for batch in batches for _, item_seed in batch}
+    batches.set_epoch(1, start_batch=len(pk))
+    assert len(batches) == 0 and list(batches) == []
+    with pytest.raises(ValueError, match="start_batch"):
+        batches.set_epoch(1, start_batch=len(pk) + 1)

@@ -4,13 +4,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from typer.testing import CliRunner
 
 from stadb_reid.cli import app
 from stadb_reid.config import CONFIG_DIR, ConfigError, load_config
-from stadb_reid.engine import learning_rate, load_checkpoint, save_checkpoint
-from stadb_reid.engine.checkpoint import CheckpointError
+from stadb_reid.engine import learning_rate, load_checkpoint
 
 
 def paper_rule(epoch: int) -> float:
@@ -81,18 +80,6 @@ def test_dotlist_values_are_parsed_as_yaml() -> None:
     assert (config.optim.base_lr, config.eval.flip, config.optim.milestones) == (3e-4, True, [2, 3])
 
 
-def test_checkpoint_roundtrip_and_errors(tmp_path: Path) -> None:
-    path = tmp_path / "run" / "checkpoint.pt"
-    save_checkpoint({"model": {"w": torch.ones(2)}, "epoch": 3}, path)
-    assert load_checkpoint(path)["epoch"] == 3
-    assert [p.name for p in path.parent.iterdir()] == ["checkpoint.pt"], "no temporary files left"
-    with pytest.raises(CheckpointError, match="checkpoint not found"):
-        load_checkpoint(tmp_path / "missing.pt")
-    (tmp_path / "truncated.pt").write_bytes(path.read_bytes()[:50])
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
-        load_checkpoint(tmp_path / "truncated.pt")
-
-
 def test_train_checkpoint_evaluate_end_to_end(tmp_path: Path) -> None:
     runner = CliRunner()
     data_root = tmp_path / "synthetic"
@@ -144,6 +131,12 @@ def test_train_checkpoint_evaluate_end_to_end(tmp_path: Path) -> None:
     checkpoint = load_checkpoint(output_dir / "checkpoint.pt")
     assert checkpoint["epoch"] == 2
 
+    events = EventAccumulator(str(output_dir / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/epoch_loss", "train/lr"} <= set(events.Tags()["scalars"])
+    epoch_losses = [event.value for event in events.Scalars("train/epoch_loss")]
+    assert epoch_losses == pytest.approx([entry["loss"] for entry in metrics["history"]])
+
     result = runner.invoke(
         app, ["evaluate", "--checkpoint", str(output_dir / "checkpoint.pt"), "--no-progress"]
     )
@@ -152,6 +145,16 @@ def test_train_checkpoint_evaluate_end_to_end(tmp_path: Path) -> None:
     for key in ("mAP", "rank1", "rank5", "rank10"):
         assert evaluated[key] == pytest.approx(metrics[key], abs=0.01)
 
+    shape = ["--set", "data.height=64", "--set", "data.width=32", "--set", "model.pretrained=false"]
+    options = (
+        "data.options={num_train_identities: 12, num_test_identities: 6, images_per_identity_per_camera: 2}"
+    )
+    untrained_command = ["evaluate", "--untrained", "--dataset", "synthetic", "--data-root", str(data_root)]
+    result = runner.invoke(app, [*untrained_command, *shape, *common, "--set", options, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    untrained = json.loads(result.output.strip().splitlines()[-1])
+    assert untrained.keys() == evaluated.keys() and untrained != evaluated
+
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
@@ -159,6 +162,9 @@ def test_train_checkpoint_evaluate_end_to_end(tmp_path: Path) -> None:
         (["train", "--dataset", "market1501", "--data-root", "{tmp}/nowhere"], "{tmp}/nowhere"),
         (["evaluate", "--checkpoint", "{tmp}/missing.pt"], "checkpoint not found: {tmp}/missing.pt"),
         (["train", "--config", "no_such_config"], "config file not found"),
+        (["train", "--device", "cuda", "--no-pretrained"], "no CUDA GPU; use --device cpu"),
+        (["train", "--amp", "fp16", "--no-pretrained"], "amp fp16 needs CUDA"),
+        (["evaluate"], "give either --checkpoint FILE or --untrained"),
     ],
 )
 def test_cli_reports_user_errors_in_one_line(tmp_path: Path, arguments: list[str], message: str) -> None:

@@ -36,6 +36,7 @@ from stadb_reid.data.datasets import (
 )
 from stadb_reid.data.loaders import (
     ImageDataset,
+    SeededBatchSampler,
     TrainLoader,
     build_test_loaders,
     build_train_loader,
@@ -63,6 +64,7 @@ __all__ = [
     "ReIDDataError",
     "ReIDDataset",
     "ReIDSample",
+    "SeededBatchSampler",
     "StaleDatasetError",
     "TrainLoader",
     "UnreadableImageError",

@@ -14,7 +14,8 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import signal
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,14 +23,21 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
 from stadb_reid.data.datasets import ReIDDataset, ReIDSample, UnreadableImageError
 from stadb_reid.data.sampler import PKSampler
 from stadb_reid.data.transforms import build_test_transform, build_train_transform
 
-__all__ = ["ImageDataset", "TrainLoader", "build_test_loaders", "build_train_loader", "read_image"]
+__all__ = [
+    "ImageDataset",
+    "SeededBatchSampler",
+    "TrainLoader",
+    "build_test_loaders",
+    "build_train_loader",
+    "read_image",
+]
 
 #: One item: image tensor, identity, camera.
 Item = tuple[Tensor, int, int]
@@ -70,9 +78,21 @@ class ImageDataset(Dataset[Item]):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> Item:
+    def __getitem__(self, key: int | tuple[int, int]) -> Item:
+        """The item at ``key``, an index or an ``(index, seed)`` pair.
+
+        With a seed, the transform draws from torch's generator seeded with it (and the caller's
+        generator state is restored afterwards), so an augmentation depends only on the seed: not on
+        which worker loads the image, how many workers there are, or whether the run was resumed.
+        """
+        index, seed = key if isinstance(key, tuple) else (key, None)
         sample = self.samples[index]
-        return self.transform(read_image(sample.path)), sample.pid, sample.camid
+        image = read_image(sample.path)
+        if seed is None:
+            return self.transform(image), sample.pid, sample.camid
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(image), sample.pid, sample.camid
 
     @property
     def pids(self) -> list[int]:
@@ -80,17 +100,62 @@ class ImageDataset(Dataset[Item]):
         return [s.pid for s in self.samples]
 
 
+class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
+    """PK batches whose every item carries its own augmentation seed, resumable mid-epoch.
+
+    Item ``j`` of batch ``b`` in ``epoch`` gets the seed drawn from
+    ``numpy.random.SeedSequence([seed, rank, epoch, b])``, so with the PK order (a function of the
+    sampler's seed and the epoch) an epoch's images *and* augmentations are fixed before it starts.
+
+    Args:
+        batches: The PK batch sampler.
+        seed: Seed of the augmentation streams.
+    """
+
+    def __init__(self, batches: PKSampler, seed: int = 0) -> None:
+        self.batches = batches
+        self.seed = seed
+        self.start_batch = 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch, skipping its first ``start_batch`` batches (to resume mid-epoch)."""
+        if not 0 <= start_batch <= len(self.batches):
+            raise ValueError(f"start_batch must be in [0, {len(self.batches)}], got {start_batch}")
+        self.batches.set_epoch(epoch)
+        self.start_batch = start_batch
+
+    def __len__(self) -> int:
+        """Batches left in the epoch."""
+        return len(self.batches) - self.start_batch
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        """Yield the epoch's remaining batches as ``(index, seed)`` pairs."""
+        for number, batch in enumerate(self.batches):
+            if number < self.start_batch:
+                continue
+            sequence = np.random.SeedSequence([self.seed, self.batches.rank, self.batches.epoch, number])
+            seeds = sequence.generate_state(len(batch), dtype=np.uint64)
+            yield [(index, int(item_seed)) for index, item_seed in zip(batch, seeds, strict=True)]
+
+
 class TrainLoader(DataLoader[Item]):
-    """A ``DataLoader`` driven by a :class:`PKSampler`, with a typed :meth:`set_epoch`."""
+    """A ``DataLoader`` driven by a :class:`SeededBatchSampler`, with a typed :meth:`set_epoch`."""
 
     @property
     def pk_sampler(self) -> PKSampler:
-        """The batch sampler."""
-        return cast(PKSampler, self.batch_sampler)
+        """The PK batch sampler."""
+        return cast(SeededBatchSampler, self.batch_sampler).batches
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch of the PK batches (call before iterating over each epoch)."""
-        self.pk_sampler.set_epoch(epoch)
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch (call before iterating), skipping its first ``start_batch`` batches."""
+        cast(SeededBatchSampler, self.batch_sampler).set_epoch(epoch, start_batch)
+
+
+def _leave_ctrl_c_to_the_trainer(worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group; the trainer finishes its step and saves, and a worker
+    # killed by the same keystroke would break the batch in flight. (SIGTERM keeps its default: the
+    # loader uses it to stop stuck workers.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _check_workers(num_workers: int) -> int:
@@ -116,10 +181,10 @@ def build_train_loader(
 ) -> TrainLoader:
     """Build the training loader: PK batches of augmented ``dataset.train`` images.
 
-    Call ``loader.set_epoch(epoch)`` before each epoch (it forwards to the :class:`PKSampler`
-    batch sampler, ``loader.pk_sampler``). Worker processes persist across epochs; memory is
-    pinned when CUDA is available. The random augmentations draw from torch's generator, seeded
-    per worker from a generator seeded with ``seed`` and ``rank``.
+    Call ``loader.set_epoch(epoch)`` before each epoch (it forwards to the :class:`PKSampler`,
+    ``loader.pk_sampler``). Worker processes persist across epochs; memory is pinned when CUDA is
+    available. Every image's augmentation has its own seed (see :class:`SeededBatchSampler`), so
+    training is reproducible whatever the number of workers, and resumable mid-epoch.
 
     Args:
         dataset: The dataset; its training split is used.
@@ -146,14 +211,16 @@ def build_train_loader(
     sampler = PKSampler(
         images.pids, num_identities, num_instances, seed=seed, rank=rank, world_size=world_size
     )
-    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, rank]).generate_state(1)[0]))
     return TrainLoader(
         images,
-        batch_sampler=sampler,
+        batch_sampler=SeededBatchSampler(sampler, seed),
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
-        generator=generator,
+        worker_init_fn=_leave_ctrl_c_to_the_trainer,
+        # Each new iterator draws a worker base seed; drawing it from the global generator would
+        # make a resumed run's random stream differ from an uninterrupted one.
+        generator=torch.Generator().manual_seed(seed),
     )
 
 

@@ -16,9 +16,10 @@ from ..evaluation import (
     pairwise_distance,
     rank_metrics,
 )
+from ..model import STADBNet
 from .checkpoint import load_checkpoint
 
-__all__ = ["evaluate_checkpoint", "evaluate_model"]
+__all__ = ["evaluate_checkpoint", "evaluate_model", "evaluate_untrained", "load_trained_model"]
 
 
 def evaluate_model(
@@ -73,6 +74,39 @@ def evaluate_model(
     }
 
 
+def load_trained_model(
+    checkpoint_path: Path, overrides: dict[str, Any] | None = None
+) -> tuple[STADBNet, Config, dict[str, Any]]:
+    """Rebuild the model stored in a checkpoint (on the CPU, in eval mode) and its config.
+
+    No backbone weights are downloaded or read: the checkpoint's state dict replaces them all.
+
+    Args:
+        checkpoint_path: A ``checkpoint.pt`` written by :func:`~stadb_reid.engine.train`.
+        overrides: Dotted config keys to change, e.g. ``{"data.root": ...}``; ``None`` values are
+            skipped. Naming another dataset drops the checkpoint's ``data.options``, which belong to
+            its own dataset.
+
+    Returns:
+        ``(model, config, checkpoint state)``.
+
+    Raises:
+        CheckpointError: The file is missing, damaged or not a stadb-reid checkpoint (names the path).
+    """
+    from .trainer import build_model
+
+    state = load_checkpoint(checkpoint_path)
+    overrides = dict(overrides or {})
+    dataset = overrides.get("data.dataset")
+    if dataset is not None and dataset != state["config"]["data"]["dataset"]:
+        overrides["data.options"] = {}
+    config = load_config([], {**flatten(state["config"]), **overrides})
+    config.model.weights = None  # a local weights file used for training need not exist here
+    model = build_model(config, state["num_classes"], pretrained=False)
+    model.load_state_dict(state["model"])
+    return model.eval(), config, state
+
+
 def evaluate_checkpoint(
     checkpoint_path: Path, overrides: dict[str, Any], *, progress: bool = True
 ) -> dict[str, float]:
@@ -80,18 +114,33 @@ def evaluate_checkpoint(
 
     Args:
         checkpoint_path: A ``checkpoint.pt`` written by :func:`~stadb_reid.engine.train`.
-        overrides: Dotted config keys to change, e.g. ``{"data.root": ...}``; ``None`` values are skipped.
+        overrides: Dotted config keys to change (see :func:`load_trained_model`).
         progress: Show progress bars.
     """
-    from .trainer import build_model, resolve_device
+    from .trainer import resolve_device
 
-    state = load_checkpoint(checkpoint_path)
-    config = load_config([], {**flatten(state["config"]), **overrides})
+    model, config, _ = load_trained_model(checkpoint_path, overrides)
     device = resolve_device(config.device)
-    model = build_model(config, state["num_classes"], pretrained=False)
-    model.load_state_dict(state["model"])
     dataset = build_dataset(config.data.dataset, config.data.root, **config.data.options)
     return evaluate_model(model.to(device), dataset, config, device, progress=progress)
+
+
+def evaluate_untrained(
+    config: Config, *, dataset: ReIDDataset | None = None, progress: bool = True
+) -> dict[str, float]:
+    """Evaluate the network ``config`` describes as initialised (seeded by ``config.seed``), untrained.
+
+    This is the baseline a training run has to beat: on a dataset where it already scores well, the
+    scores of a trained network say little.
+    """
+    from .trainer import build_model, resolve_device, seed_everything
+
+    device = resolve_device(config.device)
+    if dataset is None:
+        dataset = build_dataset(config.data.dataset, config.data.root, **config.data.options)
+    seed_everything(config.seed)
+    model = build_model(config, dataset.num_train_pids).to(device)
+    return evaluate_model(model, dataset, config, device, progress=progress)
 
 
 def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:

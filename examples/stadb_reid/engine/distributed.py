@@ -1,0 +1,91 @@
+"""Multi-process training under ``torchrun``: the process group, and the global batch for the loss.
+
+``torchrun --nproc_per_node=N -m stadb_reid train ...`` starts N copies of the trainer with the
+``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE`` and ``MASTER_*`` environment variables set; multi-node runs
+use torchrun's own ``--nnodes``/``--rdzv-*`` flags. A plain ``stadb-reid train`` is a world of one.
+"""
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.distributed.nn.functional import all_gather
+
+__all__ = ["DistributedContext", "gather_batch"]
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """This process's place in the job.
+
+    Attributes:
+        rank: Global rank (0 logs, evaluates and writes checkpoints).
+        world_size: Number of processes.
+        device: The device this process trains on (``cuda:LOCAL_RANK`` for CUDA jobs).
+    """
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process logs, evaluates and writes checkpoints."""
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        """More than one process."""
+        return self.world_size > 1
+
+    @classmethod
+    def from_environment(cls, device: torch.device) -> "DistributedContext":
+        """Join the process group described by torchrun's variables (NCCL on CUDA, gloo on CPU).
+
+        Without ``WORLD_SIZE`` (or with 1) this is a single process on ``device``.
+        """
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size == 1:
+            return cls(0, 1, device)
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size(), device)
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is set on any rank (so that all ranks stop at the same step)."""
+        if not self.is_distributed:
+            return flag
+        value = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def barrier(self) -> None:
+        """Wait for every rank (no-op in a single process)."""
+        if self.is_distributed:
+            dist.barrier()
+
+    def close(self) -> None:
+        """Leave the process group, if this context joined one."""
+        if self.is_distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def gather_batch(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:
+    """Concatenate every rank's ``tensor`` in rank order, keeping the autograd graph.
+
+    Every rank then computes the batch-hard triplet loss over the global batch, as the paper's
+    single-GPU batch does. The gather's backward sums each rank's gradient into its own rows, so
+    each rank holds ``world_size`` times its share of the gradient, and DistributedDataParallel's
+    averaging turns that into exactly the gradient of the global-batch loss.
+    """
+    if not context.is_distributed:
+        return tensor
+    if tensor.requires_grad:
+        return torch.cat(all_gather(tensor), dim=0)
+    pieces = [torch.empty_like(tensor) for _ in range(context.world_size)]
+    dist.all_gather(pieces, tensor.contiguous())
+    return torch.cat(pieces, dim=0)
