@@ -1,4 +1,4 @@
-"""The ``stadb-reid`` command: train, evaluate and the offline demo."""
+"""The ``stadb-reid`` command: train, evaluate, the offline demo, export and feature extraction."""
 
 import json
 from pathlib import Path
@@ -178,6 +178,66 @@ def demo(
 
     overrides = {"output_dir": str(output_dir), "optim.epochs": epochs}
     run_demo(build_config(["demo_cpu"], overrides, set_), progress=progress)
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint.pt written by train.")],
+    format_: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
+    out: Annotated[
+        Path | None, typer.Option(help="Output file; default: the checkpoint with the format's suffix.")
+    ] = None,
+    height: Annotated[
+        int | None, typer.Option(min=16, help="Input height; defaults to the checkpoint's.")
+    ] = None,
+    width: Annotated[
+        int | None, typer.Option(min=16, help="Input width; defaults to the checkpoint's.")
+    ] = None,
+) -> None:
+    """Write the eval-mode embedding model as ONNX (dynamic batch) or TorchScript, with its preprocessing."""
+    from .engine.export import ExportFormat, export_checkpoint
+
+    try:
+        export_format = ExportFormat(format_)
+    except ValueError:
+        choices = " or ".join(f.value for f in ExportFormat)
+        raise typer.BadParameter(f"expected {choices}, got {format_!r}", param_hint="--format") from None
+    if out is not None and out.resolve() == checkpoint.resolve():
+        raise typer.BadParameter("would overwrite the checkpoint", param_hint="--out")
+    written = export_checkpoint(checkpoint, export_format, out, height=height, width=width)
+    typer.echo(f"wrote {written}")
+
+
+@app.command()
+def extract(
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint.pt written by train.")],
+    images: Annotated[Path, typer.Option(help="Folder of images, searched recursively.")],
+    out: Annotated[Path, typer.Option(help="FEATS.npy to write; the image paths go to FEATS.txt.")],
+    device: Annotated[str | None, typer.Option(help="cpu or cuda; defaults to the checkpoint's.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Defaults to data.test_batch_size.")] = None,
+    num_workers: Annotated[int | None, typer.Option(min=0, help="Defaults to data.num_workers.")] = None,
+    flip: Annotated[
+        bool | None, typer.Option("--flip/--no-flip", help="Average with flipped images.")
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Embed every image under IMAGES into an N x D float32 array, rows in the order of FEATS.txt."""
+    from .engine import extract_folder
+
+    if out.suffix != ".npy":
+        raise typer.BadParameter(f"must end with .npy, got {out}", param_hint="--out")
+    embeddings = extract_folder(
+        checkpoint,
+        images,
+        out,
+        device=device,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        flip=flip,
+        progress=progress,
+    )
+    rows, dims = embeddings.shape
+    typer.echo(f"wrote {rows} x {dims} embeddings to {out} and their paths to {out.with_suffix('.txt')}")
 
 
 def main() -> None:

@@ -1,0 +1,170 @@
+"""Embedding every image of a folder with a checkpoint's model, in batches.
+
+The images are found recursively (suffixes of :data:`~stadb_reid.data.IMAGE_EXTENSIONS`, any case)
+and sorted by their path relative to the folder. ``FEATS.npy`` receives the ``(N, D)`` float32
+embeddings and ``FEATS.txt`` beside it the relative paths (``/``-separated), one a line, in row order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from torch.utils.data import DataLoader
+
+from ..data import (
+    IMAGE_EXTENSIONS,
+    DatasetNotFoundError,
+    EmptyDatasetError,
+    ImageDataset,
+    ReIDSample,
+    UnreadableImageError,
+    build_test_transform,
+    read_image,
+)
+from ..evaluation import extract_features
+from .evaluate import load_trained_model
+
+__all__ = ["extract_folder", "find_images"]
+
+
+def find_images(folder: Path) -> list[Path]:
+    """The image files under ``folder``, recursively, sorted by their relative path.
+
+    Args:
+        folder: The folder to search.
+
+    Returns:
+        Paths relative to ``folder``.
+
+    Raises:
+        DatasetNotFoundError: ``folder`` does not exist or is not a folder.
+        EmptyDatasetError: ``folder`` holds no image file.
+
+    Examples:
+        >>> import shutil, tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name in ("b/2.png", "a/1.JPG", "notes.txt"):
+        ...     (folder / name).parent.mkdir(exist_ok=True)
+        ...     (folder / name).touch()
+        >>> [path.as_posix() for path in find_images(folder)]
+        ['a/1.JPG', 'b/2.png']
+        >>> shutil.rmtree(folder)
+    """
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"image folder not found: {folder}", folder)
+    found = [
+        path.relative_to(folder)
+        for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+    ]
+    if not found:
+        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise EmptyDatasetError(f"no images ({exts}) in {folder}", folder)
+    return sorted(found, key=lambda path: path.as_posix())
+
+
+class _BatchesNamingBadImages:
+    """The loader's batches; an image that fails in a worker process is reported by its path.
+
+    A ``DataLoader`` worker re-raises :class:`UnreadableImageError` with the worker's traceback as its
+    message and without the path. Batches arrive in order, so the culprit is in the batch that failed:
+    reading its images in this process raises the error of the first bad one, with its path.
+    """
+
+    def __init__(self, loader: DataLoader[Any], paths: Sequence[Path]) -> None:
+        self.loader = loader
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        batch_size = self.loader.batch_size or 1
+        batches = iter(self.loader)
+        for start in range(0, len(self.paths), batch_size):
+            try:
+                batch = next(batches)
+            except UnreadableImageError as error:
+                if error.path is None:
+                    for path in self.paths[start : start + batch_size]:
+                        read_image(path)
+                raise
+            yield batch
+
+
+def extract_folder(
+    checkpoint_path: Path,
+    images: Path,
+    out: Path,
+    *,
+    device: str | None = None,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    flip: bool | None = None,
+    progress: bool = True,
+) -> npt.NDArray[np.float32]:
+    """Embed every image under ``images`` with a checkpoint's eval-mode model and save the embeddings.
+
+    The images get the test transform of the checkpoint's config (resize to ``data.height x
+    data.width``, ImageNet normalisation), as in evaluation.
+
+    Args:
+        checkpoint_path: A ``checkpoint.pt`` written by :func:`~stadb_reid.engine.train`.
+        images: Folder searched recursively for images (see :func:`find_images`).
+        out: The ``.npy`` file to write; the relative image paths go to the same name with ``.txt``.
+        device: ``cpu`` or ``cuda``; default: the checkpoint config's ``device``.
+        batch_size: Images per batch; default: the config's ``data.test_batch_size``.
+        num_workers: Loading processes; default: the config's ``data.num_workers``.
+        flip: Average each embedding with that of the mirrored image; default: the config's
+            ``eval.flip``.
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        The ``(N, D)`` float32 embeddings, rows in the order of the path list.
+
+    Raises:
+        ValueError: ``out`` does not end with ``.npy``, or ``batch_size``/``num_workers`` is invalid.
+        CheckpointError: The checkpoint is missing or unreadable.
+        ReIDDataError: The folder is missing or holds no image (:class:`DatasetNotFoundError`,
+            :class:`EmptyDatasetError`), or an image cannot be read (:class:`UnreadableImageError`);
+            the message names the path.
+    """
+    from .trainer import resolve_device
+
+    if out.suffix != ".npy":
+        raise ValueError(f"out must be a .npy file, got {out}")
+    relative_paths = find_images(images)
+    model, config, _ = load_trained_model(checkpoint_path)
+    batch_size = config.data.test_batch_size if batch_size is None else batch_size
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    num_workers = config.data.num_workers if num_workers is None else num_workers
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
+    target = resolve_device(config.device if device is None else device)
+    paths = [images / path for path in relative_paths]
+    # extract_features passes identity and camera labels through; a folder of images has none.
+    samples = [ReIDSample(path, 0, 0) for path in paths]
+    loader: DataLoader[Any] = DataLoader(
+        ImageDataset(samples, build_test_transform(config.data.height, config.data.width)),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=target.type == "cuda",
+    )
+    features, _, _ = extract_features(
+        model.to(target),
+        _BatchesNamingBadImages(loader, paths),
+        target,
+        flip=config.eval.flip if flip is None else flip,
+        progress=progress,
+    )
+    embeddings: npt.NDArray[np.float32] = features.numpy().astype(np.float32, copy=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, embeddings)
+    out.with_suffix(".txt").write_text("".join(f"{path.as_posix()}\n" for path in relative_paths))
+    return embeddings
