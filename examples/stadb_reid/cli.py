@@ -1,4 +1,4 @@
-"""The ``stadb-reid`` command: train, evaluate, the offline demo, export and feature extraction."""
+"""The ``stadb-reid`` command: train, evaluate, the offline demo, export, feature extraction and figures."""
 
 import json
 from pathlib import Path
@@ -238,6 +238,38 @@ def extract(
     )
     rows, dims = embeddings.shape
     typer.echo(f"wrote {rows} x {dims} embeddings to {out} and their paths to {out.with_suffix('.txt')}")
+
+
+@app.command()
+def visualize(
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint.pt written by train.")],
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Folder of the PNG files; default: CHECKPOINT_FOLDER/figures.")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name; defaults to the checkpoint's.")] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="Dataset folder; defaults to the checkpoint's.")
+    ] = None,
+    num_queries: Annotated[
+        int, typer.Option(min=1, help="Queries in the attention and retrieval figures.")
+    ] = 6,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda; defaults to the checkpoint's.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Draw curves.png, cmc.png, attention.png (paper Figure 3) and retrieval.png (Figure 4)."""
+    from .visualization import visualize_checkpoint
+
+    paths = visualize_checkpoint(
+        checkpoint,
+        output_dir if output_dir is not None else checkpoint.parent / "figures",
+        dataset=dataset,
+        data_root=data_root,
+        num_queries=num_queries,
+        device=device,
+        progress=progress,
+    )
+    for path in paths:
+        typer.echo(f"wrote {path}")
 
 
 def main() -> None:

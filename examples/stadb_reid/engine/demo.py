@@ -6,6 +6,8 @@ from typing import Any
 
 from ..config import Config
 from ..data import build_dataset
+from ..visualization import visualize_checkpoint
+from .checkpoint import CHECKPOINT_NAME
 from .evaluate import evaluate_model
 from .trainer import build_model, format_metrics, resolve_device, seed_everything, train
 
@@ -13,10 +15,12 @@ __all__ = ["run_demo"]
 
 
 def run_demo(config: Config, *, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Generate the synthetic dataset, score an untrained network, train, and compare.
+    """Generate the synthetic dataset, score an untrained network, train, compare, and draw the figures.
 
     The synthetic data goes to ``OUTPUT/synthetic`` (generated once, reused after), the checkpoint and
-    ``metrics.json`` to ``OUTPUT``. The untrained figures are stored in ``metrics.json`` under
+    ``metrics.json`` to ``OUTPUT``, the figures of
+    :func:`~stadb_reid.visualization.visualize_checkpoint` (training curves, CMC, attention maps and
+    ranked retrieval) to ``OUTPUT/figures``. The untrained figures are stored in ``metrics.json`` under
     ``"untrained"``.
     """
     config.data.root = str(Path(config.output_dir) / "synthetic")
@@ -36,4 +40,7 @@ def run_demo(config: Config, *, progress: bool = True, log: Callable[[str], None
         f"mAP {untrained['mAP']:.1f}% -> {metrics['mAP']:.1f}% (untrained -> trained); "
         f"outputs in {config.output_dir}"
     )
+    output_dir = Path(config.output_dir)
+    figures = visualize_checkpoint(output_dir / CHECKPOINT_NAME, output_dir / "figures")
+    log(f"figures: {', '.join(str(path) for path in figures)}")
     return metrics

@@ -1,0 +1,58 @@
+"""Figures of the STADB re-ID trainer: training curves, CMC, attention maps (Figure 3), retrieval (Figure 4).
+
+Everything is drawn with matplotlib's object-oriented API on an Agg canvas: no window is opened, no
+global pyplot state is kept, and a figure is freed as soon as it is no longer referenced.
+
+Typical use::
+
+    paths = visualize_checkpoint("outputs/run/checkpoint.pt", "outputs/run/figures")
+    print(paths.retrieval)
+
+or, figure by figure::
+
+    plot_training_curves(checkpoint["history"], "curves.png")
+    plot_cmc(rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids), "cmc.png")
+    plot_attention(images, compute_attention_maps(model, images), "attention.png")
+    matches = top_matches(distmat[chosen], q_pids[chosen], g_pids, q_camids[chosen], g_camids)
+    plot_retrieval(query_images, matches, gallery_images, "retrieval.png")
+
+Each ``plot_*`` function has a ``*_figure`` twin that returns the :class:`matplotlib.figure.Figure`
+instead of writing it.
+"""
+
+from .attention import AttentionMaps, attention_figure, compute_attention_maps, denormalize, plot_attention
+from .cmc import cmc_figure, plot_cmc
+from .curves import plot_training_curves, training_curves_figure
+from .report import FigurePaths, visualize_checkpoint
+from .retrieval import (
+    CORRECT_COLOR,
+    QUERY_COLOR,
+    WRONG_COLOR,
+    RankedMatch,
+    plot_retrieval,
+    retrieval_figure,
+    select_queries,
+    top_matches,
+)
+
+__all__ = [
+    "CORRECT_COLOR",
+    "QUERY_COLOR",
+    "WRONG_COLOR",
+    "AttentionMaps",
+    "FigurePaths",
+    "RankedMatch",
+    "attention_figure",
+    "cmc_figure",
+    "compute_attention_maps",
+    "denormalize",
+    "plot_attention",
+    "plot_cmc",
+    "plot_retrieval",
+    "plot_training_curves",
+    "retrieval_figure",
+    "select_queries",
+    "top_matches",
+    "training_curves_figure",
+    "visualize_checkpoint",
+]

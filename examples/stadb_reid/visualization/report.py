@@ -1,0 +1,207 @@
+"""All figures of a checkpoint: training curves, CMC, attention maps and ranked retrieval.
+
+:func:`visualize_checkpoint` rebuilds the model and dataset of a checkpoint as
+:func:`~stadb_reid.engine.evaluate_checkpoint` does, embeds the query and gallery sets once, and writes
+``curves.png``, ``cmc.png``, ``attention.png`` and ``retrieval.png``. The same queries, chosen at
+random with a seed and from different identities where possible, appear in the attention and the
+retrieval figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, cast
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+
+from ..data import ReIDSample, build_dataset, build_test_loaders, build_test_transform, read_image
+from ..evaluation import (
+    Metric,
+    RankMetrics,
+    evaluate_from_features,
+    extract_features,
+    k_reciprocal_rerank,
+    pairwise_distance,
+    rank_metrics,
+)
+from .attention import compute_attention_maps, denormalize, plot_attention
+from .cmc import plot_cmc
+from .curves import plot_training_curves
+from .retrieval import plot_retrieval, select_queries, top_matches
+
+__all__ = ["FigurePaths", "visualize_checkpoint"]
+
+
+class FigurePaths(NamedTuple):
+    """The PNG files written by :func:`visualize_checkpoint`."""
+
+    curves: Path
+    """Loss, learning rate, rank-1 and mAP per epoch."""
+    cmc: Path
+    """CMC curve of the checkpoint."""
+    attention: Path
+    """Input, channel-mean attention, keep mask and CBAM spatial attention of the chosen queries."""
+    retrieval: Path
+    """The chosen queries with their top-ranked gallery images."""
+
+
+def _load_images(samples: Sequence[ReIDSample], height: int, width: int) -> Tensor:
+    transform = build_test_transform(height, width)
+    return torch.stack([transform(read_image(sample.path)) for sample in samples])
+
+
+def _has_match_in_other_camera(
+    q_pids: npt.NDArray[np.int64],
+    q_camids: npt.NDArray[np.int64],
+    g_pids: npt.NDArray[np.int64],
+    g_camids: npt.NDArray[np.int64],
+) -> npt.NDArray[np.bool_]:
+    """The queries the evaluation counts: a gallery entry with their identity in another camera."""
+    cameras: dict[int, set[int]] = {}
+    for pid, camid in zip(g_pids.tolist(), g_camids.tolist(), strict=True):
+        cameras.setdefault(pid, set()).add(camid)
+    return np.array(
+        [
+            bool(cameras.get(pid, set()) - {camid})
+            for pid, camid in zip(q_pids.tolist(), q_camids.tolist(), strict=True)
+        ],
+        dtype=bool,
+    )
+
+
+def _with_final_evaluation(
+    history: list[dict[str, Any]], epoch: int, metrics: RankMetrics
+) -> list[dict[str, Any]]:
+    """The history, with this evaluation added to the checkpoint's epoch when it has none yet."""
+    entries = [dict(entry) for entry in history]
+    if entries and entries[-1].get("epoch") == epoch and "rank1" not in entries[-1]:
+        entries[-1].update(rank1=100 * metrics.rank(1), mAP=100 * metrics.mean_ap)
+    return entries
+
+
+def visualize_checkpoint(
+    checkpoint: str | Path,
+    output_dir: str | Path,
+    *,
+    dataset: str | None = None,
+    data_root: str | Path | None = None,
+    num_queries: int = 6,
+    top_k: int = 10,
+    device: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> FigurePaths:
+    """Write the training curves, CMC, attention and retrieval figures of a checkpoint.
+
+    The model is rebuilt from the checkpoint's config and weights and the query and gallery sets are
+    embedded as in evaluation (flip test, metric and re-ranking as configured). The curves are the
+    checkpoint's history, with this evaluation's rank-1 and mAP added at the checkpoint's epoch when
+    training did not evaluate there (the trainer's final evaluation is not part of the history). The
+    queries are drawn with :func:`~stadb_reid.visualization.retrieval.select_queries` among those with
+    a correct match in another camera.
+
+    Args:
+        checkpoint: A ``checkpoint.pt`` written by :func:`~stadb_reid.engine.train`.
+        output_dir: Folder of the PNG files (created if needed).
+        dataset: Dataset name; defaults to the checkpoint's (whose ``data.options`` are dropped when
+            another dataset is named).
+        data_root: Dataset folder; defaults to the checkpoint's.
+        num_queries: Queries shown in the attention and retrieval figures.
+        top_k: Gallery matches shown per query.
+        device: ``"cpu"`` or ``"cuda"``; defaults to the checkpoint's.
+        seed: Seed of the query choice.
+        progress: Show progress bars while embedding.
+
+    Returns:
+        The paths of the four PNG files.
+
+    Raises:
+        CheckpointError: If the checkpoint is missing, unreadable or has no training history.
+        ReIDDataError: If the dataset cannot be found or read.
+        ValueError: If ``num_queries`` or ``top_k`` is below 1.
+    """
+    # The engine imports this package (the demo draws these figures), so its modules load on first use.
+    from ..engine.checkpoint import CheckpointError
+    from ..engine.evaluate import load_trained_model
+    from ..engine.trainer import resolve_device
+
+    for name, value in (("num_queries", num_queries), ("top_k", top_k)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    checkpoint = Path(checkpoint)
+    output_dir = Path(output_dir)
+    overrides: dict[str, Any] = {
+        "data.dataset": dataset,
+        "data.root": str(data_root) if data_root else None,
+        "device": device,
+    }
+    model, config, state = load_trained_model(checkpoint, overrides)
+    if not state.get("history"):
+        raise CheckpointError(f"{checkpoint} has no training history to plot")
+    torch_device = resolve_device(config.device)
+    model.to(torch_device)
+    data = build_dataset(config.data.dataset, config.data.root, **config.data.options)
+
+    height, width = config.data.height, config.data.width
+    query_loader, gallery_loader = build_test_loaders(
+        data,
+        height=height,
+        width=width,
+        batch_size=config.data.test_batch_size,
+        num_workers=config.data.num_workers,
+    )
+    q_features, q_pids, q_camids = extract_features(
+        model, query_loader, torch_device, flip=config.eval.flip, progress=progress
+    )
+    g_features, g_pids, g_camids = extract_features(
+        model, gallery_loader, torch_device, flip=config.eval.flip, progress=progress
+    )
+    max_rank = min(50, len(g_pids))
+    metric = cast(Metric, config.eval.metric)
+    reranked: npt.NDArray[np.float32] | None = None
+    if config.eval.rerank:
+        # As in evaluate_model: squared Euclidean distances, re-ranked as a full matrix.
+        reranked = k_reciprocal_rerank(
+            pairwise_distance(q_features, g_features, metric="sqeuclidean").numpy(),
+            pairwise_distance(q_features, q_features, metric="sqeuclidean").numpy(),
+            pairwise_distance(g_features, g_features, metric="sqeuclidean").numpy(),
+        )
+        metrics = rank_metrics(reranked, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
+    else:
+        metrics = evaluate_from_features(
+            q_features, g_features, q_pids, g_pids, q_camids, g_camids, metric=metric, max_rank=max_rank
+        )
+
+    eligible = _has_match_in_other_camera(q_pids, q_camids, g_pids, g_camids)
+    chosen = select_queries(q_pids, num_queries, seed=seed, eligible=eligible)
+    distances = (
+        reranked[chosen]
+        if reranked is not None
+        else pairwise_distance(q_features[chosen], g_features, metric)
+    )
+    matches = top_matches(distances, q_pids[chosen], g_pids, q_camids[chosen], g_camids, top_k=top_k)
+
+    query_images = _load_images([data.query[i] for i in chosen], height, width)
+    captions = [f"query {i}\npid {q_pids[i]}, cam {q_camids[i]}" for i in chosen]
+    maps = compute_attention_maps(model, query_images.to(torch_device))
+    gallery_images = [
+        list(denormalize(_load_images([data.gallery[m.gallery_index] for m in ranked], height, width)))
+        for ranked in matches
+    ]
+    history = _with_final_evaluation(state["history"], state.get("epoch", -1), metrics)
+    return FigurePaths(
+        curves=plot_training_curves(history, output_dir / "curves.png"),
+        cmc=plot_cmc(metrics, output_dir / "cmc.png", title=f"CMC, {config.data.dataset}"),
+        attention=plot_attention(query_images, maps, output_dir / "attention.png", captions=captions),
+        retrieval=plot_retrieval(
+            list(denormalize(query_images)),
+            matches,
+            gallery_images,
+            output_dir / "retrieval.png",
+            query_captions=captions,
+        ),
+    )
