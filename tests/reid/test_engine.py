@@ -128,6 +128,8 @@ def test_train_checkpoint_evaluate_end_to_end(tmp_path: Path) -> None:
         assert 0.0 <= metrics[key] <= 100.0
     assert metrics["config"]["data"]["dataset"] == "synthetic"
     assert metrics["epochs"] == 2 and len(metrics["history"]) == 2
+    assert metrics["history"][-1]["rank1"] == metrics["rank1"], "the final evaluation closes the history"
+    assert (output_dir / "curves.png").read_bytes().startswith(b"\x89PNG")
     checkpoint = load_checkpoint(output_dir / "checkpoint.pt")
     assert checkpoint["epoch"] == 2
 

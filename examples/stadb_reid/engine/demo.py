@@ -8,8 +8,8 @@ from ..config import Config
 from ..data import build_dataset
 from ..visualization import visualize_checkpoint
 from .checkpoint import CHECKPOINT_NAME
-from .evaluate import evaluate_model
-from .trainer import build_model, format_metrics, resolve_device, seed_everything, train
+from .evaluate import evaluate_untrained
+from .trainer import format_metrics, train
 
 __all__ = ["run_demo"]
 
@@ -26,12 +26,8 @@ def run_demo(config: Config, *, progress: bool = True, log: Callable[[str], None
     config.data.root = str(Path(config.output_dir) / "synthetic")
     log(f"synthetic dataset in {config.data.root}")
     dataset = build_dataset(config.data.dataset, config.data.root, **config.data.options)
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
-    untrained_model = build_model(config, dataset.num_train_pids).to(device)
-    untrained = evaluate_model(untrained_model, dataset, config, device, progress=progress)
+    untrained = evaluate_untrained(config, dataset=dataset, progress=progress)
     log(f"untrained network: {format_metrics(untrained)}")
-    del untrained_model
     metrics = train(
         config, dataset=dataset, progress=progress, log=log, extra_metrics={"untrained": untrained}
     )

@@ -25,6 +25,7 @@ from stadb_layers import RandomBranchSelector, SoftMarginBatchHardTriplet
 from ..config import Config, ConfigError, config_to_dict
 from ..data import ReIDDataset, build_dataset, build_train_loader
 from ..model import STADBNet, TrainOutput
+from ..visualization.curves import plot_training_curves
 from .checkpoint import CHECKPOINT_NAME, load_latest_checkpoint, save_checkpoint
 from .distributed import DistributedContext, gather_batch
 from .evaluate import evaluate_model
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 METRICS_NAME = "metrics.json"
+CURVES_NAME = "curves.png"
 TENSORBOARD_DIR = "tensorboard"
 
 
@@ -196,7 +198,7 @@ def train(
     log: Callable[[str], None] = print,
     extra_metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train ``config``'s model, checkpoint every epoch, evaluate, and write ``metrics.json``.
+    """Train ``config``'s model, checkpoint every epoch, evaluate, write ``metrics.json`` and ``curves.png``.
 
     Under ``torchrun`` this runs data-parallel (NCCL on CUDA, gloo on CPU): every rank trains on its
     own identities, and rank 0 alone logs, evaluates and writes files.
@@ -403,6 +405,9 @@ def _train(
     result: dict[str, Any] = {}
     if context.is_main:
         metrics = evaluate()
+        if history:
+            history[-1].update(metrics)
+            plot_training_curves(history, output_dir / CURVES_NAME)
         result = {
             **metrics,
             "epochs": optim.epochs,
