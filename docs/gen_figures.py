@@ -1,20 +1,25 @@
 """Figures of the documentation site, computed by the library from real tensors.
 
-Every panel is the output of a ``stadb_layers`` call (or of the formula the layer implements, checked
+Every layer panel is the output of a ``stadb_layers`` call (or of the formula the layer implements, checked
 against the layer) on a seeded input, so the figures change when the layers do. ``docs/hooks.py`` runs
 :func:`generate` during ``mkdocs build`` / ``mkdocs serve`` and serves the PNGs as
 ``assets/generated/<name>.png``; nothing is written into the repository. To look at them directly::
 
     .venv/bin/python docs/gen_figures.py --out /tmp/stadb-figures
 
-The feature map used throughout is synthetic: 64 channels on the 24 x 8 grid that a ResNet-50 with last
-stride 1 gives for a 384 x 128 image (the paper's setting), built from three Gaussian "body part"
-responses (head, torso, legs) with channel-dependent strengths, smooth noise and a ReLU.
+The training curves of the re-ID runs are drawn from the run records committed in
+``examples/stadb_reid/results/`` (the trainer's ``metrics.json`` files).
+
+The feature map used in the layer figures is synthetic: 64 channels on the 24 x 8 grid that a
+ResNet-50 with last stride 1 gives for a 384 x 128 image (the paper's setting), built from three
+Gaussian "body part" responses (head, torso, legs) with channel-dependent strengths, smooth noise and
+a ReLU.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +45,7 @@ from stadb_layers import (
     soft_margin_batch_hard_triplet,
 )
 from stadb_layers.cbam import z_pool
+from stadb_reid.visualization.curves import training_curves_figure
 
 __all__ = ["FIGURES", "feature_map", "generate"]
 
@@ -370,15 +376,28 @@ FIGURES: dict[str, Callable[[], Figure]] = {
 }
 
 
+#: Committed ``metrics.json`` records of the trainer's runs (see examples/stadb_reid/RESULTS.md).
+REID_RESULTS_DIR = Path(__file__).resolve().parents[1] / "examples" / "stadb_reid" / "results"
+
+
+def reid_result_figures() -> dict[str, Callable[[], Figure]]:
+    """Training curves of every committed re-ID run record, named ``reid_<record name>``."""
+
+    def curves(record: Path) -> Callable[[], Figure]:
+        return lambda: training_curves_figure(json.loads(record.read_text())["history"])
+
+    return {f"reid_{record.stem}": curves(record) for record in sorted(REID_RESULTS_DIR.glob("*.json"))}
+
+
 def generate(out_dir: Path) -> list[Path]:
-    """Draw every figure of :data:`FIGURES` into ``out_dir`` and return the PNG paths."""
+    """Draw every figure of :data:`FIGURES` and of the re-ID run records into ``out_dir``; return the PNGs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     with (
         torch.no_grad(),
         plt.rc_context({"font.size": 8, "savefig.bbox": "tight", "savefig.pad_inches": 0.05}),
     ):
-        for name, draw in FIGURES.items():
+        for name, draw in {**FIGURES, **reid_result_figures()}.items():
             torch.manual_seed(0)
             fig = draw()
             path = out_dir / f"{name}.png"

@@ -66,7 +66,13 @@ def _figure_cache_dir() -> Path:
     import torch
 
     digest = hashlib.sha256(torch.__version__.encode())
-    for path in [DOCS / "gen_figures.py", *sorted((ROOT / "stadb_layers").rglob("*.py"))]:
+    sources = [
+        DOCS / "gen_figures.py",
+        *sorted((ROOT / "stadb_layers").rglob("*.py")),
+        *sorted((ROOT / "examples" / "stadb_reid" / "visualization").glob("*.py")),
+        *sorted((ROOT / "examples" / "stadb_reid" / "results").glob("*.json")),
+    ]
+    for path in sources:
         digest.update(path.read_bytes())
     return Path(tempfile.gettempdir()) / "stadb-docs-figures" / digest.hexdigest()[:16]
 

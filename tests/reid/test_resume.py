@@ -122,6 +122,9 @@ def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(
     stopped = interrupt_during_second_epoch(command, signal.SIGINT)
     assert stopped.returncode == 130, stopped.stderr[-2000:]
     assert "interrupted: stopped at epoch 2, step" in stopped.stderr and "--resume" in stopped.stderr
+    assert re.search(r"epoch 2/3: .*<.*loss=\d+\.\d+, lr=\d\.\de-\d+", stopped.stderr), (
+        "progress: ETA, loss, lr"
+    )
     position = load_checkpoint(tmp_path / "checkpoint.pt")["position"]
     assert position["epoch"] == 2 and position["step"] >= 1
 

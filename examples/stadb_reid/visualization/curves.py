@@ -73,10 +73,9 @@ def training_curves_figure(history: Sequence[Mapping[str, float]]) -> Figure:
         eval_epochs = [float(entry["epoch"]) for entry in evaluated]
         for key, label, color in (("rank1", "rank-1", "tab:green"), ("mAP", "mAP", "tab:purple")):
             values = [float(entry[key]) for entry in evaluated]
-            accuracy_axes.plot(eval_epochs, values, marker="o", color=color, label=label)
-            accuracy_axes.annotate(
-                f"{values[-1]:.1f}", (eval_epochs[-1], values[-1]), xytext=(4, 4), textcoords="offset points"
-            )
+            # The last value goes in the legend: end-of-line labels collide when rank-1 and mAP are close.
+            last = f"{label} (last {values[-1]:.1f})"
+            accuracy_axes.plot(eval_epochs, values, marker="o", color=color, label=last)
         accuracy_axes.set_ylim(0.0, 100.0)
         accuracy_axes.legend(loc="best")
     else:
