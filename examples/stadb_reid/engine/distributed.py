@@ -7,12 +7,15 @@ use torchrun's own ``--nnodes``/``--rdzv-*`` flags. A plain ``stadb-reid train``
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch.distributed.nn.functional import all_gather
 
 __all__ = ["DistributedContext", "gather_batch"]
+
+EVALUATION_TIMEOUT = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -23,11 +26,14 @@ class DistributedContext:
         rank: Global rank (0 logs, evaluates and writes checkpoints).
         world_size: Number of processes.
         device: The device this process trains on (``cuda:LOCAL_RANK`` for CUDA jobs).
+        owns_process_group: Whether :meth:`from_environment` created the process group (and
+            :meth:`close` destroys it); a group the caller set up is left alone.
     """
 
     rank: int
     world_size: int
     device: torch.device
+    owns_process_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -51,9 +57,11 @@ class DistributedContext:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return cls(dist.get_rank(), dist.get_world_size(), device)
+        owns_process_group = not dist.is_initialized()
+        if owns_process_group:
+            # Rank 0 evaluates while the others wait at a barrier: allow long evaluations.
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=EVALUATION_TIMEOUT)
+        return cls(dist.get_rank(), dist.get_world_size(), device, owns_process_group)
 
     def any(self, flag: bool) -> bool:
         """Whether ``flag`` is set on any rank (so that all ranks stop at the same step)."""
@@ -69,8 +77,8 @@ class DistributedContext:
             dist.barrier()
 
     def close(self) -> None:
-        """Leave the process group, if this context joined one."""
-        if self.is_distributed and dist.is_initialized():
+        """Leave the process group, if this context created it."""
+        if self.owns_process_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
