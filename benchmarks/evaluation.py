@@ -126,8 +126,8 @@ def torchreid_python_eval(
         tmp_cmc = [x / (i + 1.0) for i, x in enumerate(tmp_cmc)]
         tmp_cmc = np.asarray(tmp_cmc) * raw_cmc
         all_ap.append(tmp_cmc.sum() / num_rel)
-    all_cmc = np.asarray(all_cmc).astype(np.float32)
-    return all_cmc.sum(0) / num_valid_q, float(np.mean(all_ap))
+    cmc_rows = np.asarray(all_cmc).astype(np.float32)
+    return cmc_rows.sum(0) / num_valid_q, float(np.mean(all_ap))
 
 
 def numpy_loop_eval(

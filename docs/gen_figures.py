@@ -8,7 +8,8 @@ against the layer) on a seeded input, so the figures change when the layers do. 
     .venv/bin/python docs/gen_figures.py --out /tmp/stadb-figures
 
 The training curves of the re-ID runs are drawn from the run records committed in
-``examples/stadb_reid/results/`` (the trainer's ``metrics.json`` files).
+``examples/stadb_reid/results/`` (the trainer's ``metrics.json`` files), and the benchmark charts by
+the benchmark scripts' own ``plot`` functions from their reports committed in ``benchmarks/results/``.
 
 The feature map used in the layer figures is synthetic: 64 channels on the 24 x 8 grid that a
 ResNet-50 with last stride 1 gives for a 384 x 128 image (the paper's setting), built from three
@@ -19,10 +20,13 @@ a ReLU.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import matplotlib
 
@@ -389,6 +393,38 @@ def reid_result_figures() -> dict[str, Callable[[], Figure]]:
     return {f"reid_{record.stem}": curves(record) for record in sorted(REID_RESULTS_DIR.glob("*.json"))}
 
 
+#: Committed JSON reports of the benchmarks (see benchmarks/RESULTS.md).
+BENCHMARKS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _benchmark_script(name: str) -> ModuleType:
+    path = BENCHMARKS_DIR / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"stadb_docs_benchmark_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the script loads
+    spec.loader.exec_module(module)
+    return module
+
+
+def benchmark_plots(out_dir: Path) -> list[Path]:
+    """The benchmark scripts' own charts, drawn from their committed reports in ``benchmarks/results/``."""
+    paths = []
+    kernel = BENCHMARKS_DIR / "results" / "threshold_drop.json"
+    if kernel.is_file():
+        report = json.loads(kernel.read_text())
+        path = out_dir / "bench_threshold_drop.png"
+        _benchmark_script("threshold_drop").plot(report["results"], path, torch.device(report["device"]))
+        paths.append(path)
+    step = BENCHMARKS_DIR / "results" / "train_step.json"
+    if step.is_file():
+        script = _benchmark_script("train_step")
+        path = out_dir / "bench_train_step.png"
+        script.plot([script.Row(**row) for row in json.loads(step.read_text())["results"]], path)
+        paths.append(path)
+    return paths
+
+
 def generate(out_dir: Path) -> list[Path]:
     """Draw every figure of :data:`FIGURES` and of the re-ID run records into ``out_dir``; return the PNGs."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -404,7 +440,7 @@ def generate(out_dir: Path) -> list[Path]:
             fig.savefig(path, metadata={"Software": None})
             plt.close(fig)
             paths.append(path)
-    return paths
+    return paths + benchmark_plots(out_dir)
 
 
 def main() -> None:

@@ -71,6 +71,8 @@ def _figure_cache_dir() -> Path:
         *sorted((ROOT / "stadb_layers").rglob("*.py")),
         *sorted((ROOT / "examples" / "stadb_reid" / "visualization").glob("*.py")),
         *sorted((ROOT / "examples" / "stadb_reid" / "results").glob("*.json")),
+        *sorted((ROOT / "benchmarks").glob("*.py")),
+        *sorted((ROOT / "benchmarks" / "results").glob("*.json")),
     ]
     for path in sources:
         digest.update(path.read_bytes())
