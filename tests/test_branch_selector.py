@@ -114,6 +114,7 @@ def test_bad_arguments(kwargs: dict, message: str) -> None:
 
 def test_compile_fullgraph_training_mode_breaks_the_graph() -> None:
     # The draw is data the graph cannot see; torch.cond cannot host BatchNorm's running-stat updates.
+    torch._dynamo.reset()  # code compiled by earlier tests (without fullgraph) must not be reused
     selector = constant_selector([0.5, 0.5])
     with pytest.raises(Exception, match=r"(?i)graph break|skip|disable"):
         torch.compile(selector, fullgraph=True)(torch.zeros(2, 2))

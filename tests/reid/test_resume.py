@@ -76,7 +76,10 @@ def interrupt_during_second_epoch(command: list[str], signum: int) -> subprocess
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    stdout, _ = process.communicate(timeout=600)
+    # Not communicate(): it would read stderr too, racing the watcher for the last lines.
+    assert process.stdout is not None
+    stdout = process.stdout.read()
+    process.wait(timeout=600)
     watcher.join()
     assert len(seen) == 2, f"the run ended before reaching epoch 2: {seen[-1][-2000:]}"
     return subprocess.CompletedProcess(command, process.returncode, stdout, seen[-1])

@@ -84,5 +84,8 @@ def test_bf16_autocast_reaches_the_convolutions() -> None:
 
 def test_compiled_step_matches_eager() -> None:
     eager, _ = run_steps("off")
-    compiled, _ = run_steps("off", wrap=lambda m: torch.compile(m))  # type: ignore[arg-type,return-value]
+    try:
+        compiled, _ = run_steps("off", wrap=lambda m: torch.compile(m))  # type: ignore[arg-type,return-value]
+    finally:
+        torch._dynamo.reset()  # leave no compiled code behind for other tests
     assert compiled == pytest.approx(eager, rel=1e-4)
