@@ -152,3 +152,14 @@ def test_resume_uses_the_previous_checkpoint_when_the_latest_is_damaged(
     assert f"checkpoint {latest} is truncated" in resumed.stdout
     assert f"checkpoint.prev.pt: epoch {EPOCHS}, step 0" in resumed.stdout
     assert load_checkpoint(latest)["epoch"] == EPOCHS + 1
+
+
+def test_resume_with_another_model_is_a_one_line_error(
+    uninterrupted: Path, tmp_path: Path, data_root: Path
+) -> None:
+    (tmp_path / "checkpoint.pt").write_bytes((uninterrupted / "checkpoint.pt").read_bytes())
+    command = train_command(data_root, tmp_path, "--resume", "--no-progress", "--variant", "global")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2
+    assert f"error: {tmp_path / 'checkpoint.pt'} does not fit this config's model" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -26,7 +26,7 @@ from ..config import Config, ConfigError, config_to_dict
 from ..data import ReIDDataset, build_dataset, build_train_loader
 from ..model import STADBNet, TrainOutput
 from ..visualization.curves import plot_training_curves
-from .checkpoint import CHECKPOINT_NAME, load_latest_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_latest_checkpoint, save_checkpoint
 from .distributed import DistributedContext, gather_batch
 from .evaluate import evaluate_model
 from .interrupt import GracefulStop, TrainingInterruptedError
@@ -218,7 +218,8 @@ def train(
 
     Raises:
         TrainingInterruptedError: On SIGINT/SIGTERM, after saving a checkpoint.
-        CheckpointError: ``resume`` found checkpoint files but none is readable.
+        CheckpointError: ``resume`` found checkpoint files but none is readable, or the newest one was
+            written for another model.
     """
     context = DistributedContext.from_environment(resolve_device(config.device))
     try:
@@ -276,8 +277,12 @@ def _train(
         log(f"no checkpoint in {output_dir}: starting from scratch")
     if saved is not None:
         state, path = saved
-        network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            network.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as error:
+            first_line = str(error).splitlines()[0]
+            raise CheckpointError(f"{path} does not fit this config's model: {first_line}") from error
         history = state["history"]
         first_epoch, step = state["position"]["epoch"], state["position"]["step"]
         partial_loss, train_seconds = state["position"]["loss_sum"], state["train_seconds"]
