@@ -3,13 +3,16 @@
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+import numpy.typing as npt
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..config import Config, load_config
 from ..data import ReIDDataset, build_dataset, build_test_loaders
 from ..evaluation import (
     Metric,
+    RankMetrics,
     evaluate_from_features,
     extract_features,
     k_reciprocal_rerank,
@@ -19,13 +22,25 @@ from ..evaluation import (
 from ..model import STADBNet
 from .checkpoint import load_checkpoint
 
-__all__ = ["evaluate_checkpoint", "evaluate_model", "evaluate_untrained", "load_trained_model"]
+__all__ = [
+    "Embedded",
+    "embed_test_sets",
+    "evaluate_checkpoint",
+    "evaluate_model",
+    "evaluate_untrained",
+    "load_trained_model",
+    "rank_test_sets",
+]
 
 
-def evaluate_model(
+#: Embeddings of a test split with their identities and cameras, as ``extract_features`` returns them.
+Embedded = tuple[Tensor, npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+def embed_test_sets(
     model: nn.Module, dataset: ReIDDataset, config: Config, device: torch.device, *, progress: bool = True
-) -> dict[str, float]:
-    """Embed the query and gallery sets and return rank-1/5/10, mAP and mINP in percent."""
+) -> tuple[Embedded, Embedded]:
+    """Embed the query and gallery sets with the test transform (flip-averaged if ``config.eval.flip``)."""
     query_loader, gallery_loader = build_test_loaders(
         dataset,
         height=config.data.height,
@@ -33,26 +48,24 @@ def evaluate_model(
         batch_size=config.data.test_batch_size,
         num_workers=config.data.num_workers,
     )
-    was_training = model.training
-    model.eval()
-    try:
-        query = extract_features(model, query_loader, device, flip=config.eval.flip, progress=progress)
-        gallery = extract_features(model, gallery_loader, device, flip=config.eval.flip, progress=progress)
-    finally:
-        model.train(was_training)
+    query = extract_features(model, query_loader, device, flip=config.eval.flip, progress=progress)
+    gallery = extract_features(model, gallery_loader, device, flip=config.eval.flip, progress=progress)
+    return query, gallery
+
+
+def rank_test_sets(
+    query: Embedded, gallery: Embedded, config: Config
+) -> tuple[RankMetrics, npt.NDArray[np.float32] | None]:
+    """Rank the gallery for every query as ``config.eval`` says (metric, re-ranking).
+
+    Returns:
+        The metrics, and the re-ranked ``(num_query, num_gallery)`` distances when re-ranking
+        (``None`` otherwise: the plain path works in chunks and never holds the full matrix).
+    """
     q_features, q_pids, q_camids = query
     g_features, g_pids, g_camids = gallery
     max_rank = min(50, len(g_pids))
-    metric = cast(Metric, config.eval.metric)
-    if config.eval.rerank:
-        # Squared Euclidean, as in Zhong et al.'s code, so re-ranked figures compare with published ones.
-        distances = k_reciprocal_rerank(
-            pairwise_distance(q_features, g_features, metric="sqeuclidean").numpy(),
-            pairwise_distance(q_features, q_features, metric="sqeuclidean").numpy(),
-            pairwise_distance(g_features, g_features, metric="sqeuclidean").numpy(),
-        )
-        metrics = rank_metrics(distances, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
-    else:
+    if not config.eval.rerank:
         metrics = evaluate_from_features(
             q_features,
             g_features,
@@ -60,9 +73,24 @@ def evaluate_model(
             g_pids,
             q_camids,
             g_camids,
-            metric=metric,
+            metric=cast(Metric, config.eval.metric),
             max_rank=max_rank,
         )
+        return metrics, None
+    # Squared Euclidean, as in Zhong et al.'s code, so re-ranked figures compare with published ones.
+    distances = k_reciprocal_rerank(
+        pairwise_distance(q_features, g_features, metric="sqeuclidean").numpy(),
+        pairwise_distance(q_features, q_features, metric="sqeuclidean").numpy(),
+        pairwise_distance(g_features, g_features, metric="sqeuclidean").numpy(),
+    )
+    return rank_metrics(distances, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank), distances
+
+
+def evaluate_model(
+    model: nn.Module, dataset: ReIDDataset, config: Config, device: torch.device, *, progress: bool = True
+) -> dict[str, float]:
+    """Embed the query and gallery sets and return rank-1/5/10, mAP and mINP in percent."""
+    metrics, _ = rank_test_sets(*embed_test_sets(model, dataset, config, device, progress=progress), config)
     # A gallery shorter than 10 images has a shorter CMC; its last entry is then 100%.
     rank = {n: 100 * metrics.rank(min(n, len(metrics.cmc))) for n in (1, 5, 10)}
     return {

@@ -18,16 +18,8 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from ..data import ReIDSample, build_dataset, build_test_loaders, build_test_transform, read_image
-from ..evaluation import (
-    Metric,
-    RankMetrics,
-    evaluate_from_features,
-    extract_features,
-    k_reciprocal_rerank,
-    pairwise_distance,
-    rank_metrics,
-)
+from ..data import ReIDSample, build_dataset, build_test_transform, read_image
+from ..evaluation import Metric, RankMetrics, pairwise_distance
 from .attention import compute_attention_maps, denormalize, plot_attention
 from .cmc import plot_cmc
 from .curves import plot_training_curves
@@ -126,7 +118,7 @@ def visualize_checkpoint(
     """
     # The engine imports this package (the demo draws these figures), so its modules load on first use.
     from ..engine.checkpoint import CheckpointError
-    from ..engine.evaluate import load_trained_model
+    from ..engine.evaluate import embed_test_sets, load_trained_model, rank_test_sets
     from ..engine.trainer import resolve_device
 
     for name, value in (("num_queries", num_queries), ("top_k", top_k)):
@@ -147,41 +139,16 @@ def visualize_checkpoint(
     data = build_dataset(config.data.dataset, config.data.root, **config.data.options)
 
     height, width = config.data.height, config.data.width
-    query_loader, gallery_loader = build_test_loaders(
-        data,
-        height=height,
-        width=width,
-        batch_size=config.data.test_batch_size,
-        num_workers=config.data.num_workers,
-    )
-    q_features, q_pids, q_camids = extract_features(
-        model, query_loader, torch_device, flip=config.eval.flip, progress=progress
-    )
-    g_features, g_pids, g_camids = extract_features(
-        model, gallery_loader, torch_device, flip=config.eval.flip, progress=progress
-    )
-    max_rank = min(50, len(g_pids))
-    metric = cast(Metric, config.eval.metric)
-    reranked: npt.NDArray[np.float32] | None = None
-    if config.eval.rerank:
-        # As in evaluate_model: squared Euclidean distances, re-ranked as a full matrix.
-        reranked = k_reciprocal_rerank(
-            pairwise_distance(q_features, g_features, metric="sqeuclidean").numpy(),
-            pairwise_distance(q_features, q_features, metric="sqeuclidean").numpy(),
-            pairwise_distance(g_features, g_features, metric="sqeuclidean").numpy(),
-        )
-        metrics = rank_metrics(reranked, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
-    else:
-        metrics = evaluate_from_features(
-            q_features, g_features, q_pids, g_pids, q_camids, g_camids, metric=metric, max_rank=max_rank
-        )
+    query, gallery = embed_test_sets(model, data, config, torch_device, progress=progress)
+    metrics, reranked = rank_test_sets(query, gallery, config)
+    (q_features, q_pids, q_camids), (g_features, g_pids, g_camids) = query, gallery
 
     eligible = _has_match_in_other_camera(q_pids, q_camids, g_pids, g_camids)
     chosen = select_queries(q_pids, num_queries, seed=seed, eligible=eligible)
     distances = (
         reranked[chosen]
         if reranked is not None
-        else pairwise_distance(q_features[chosen], g_features, metric)
+        else pairwise_distance(q_features[chosen], g_features, cast(Metric, config.eval.metric))
     )
     matches = top_matches(distances, q_pids[chosen], g_pids, q_camids[chosen], g_camids, top_k=top_k)
 
