@@ -444,45 +444,47 @@ def test_inplace_is_refused_where_autograd_forbids_it() -> None:
     assert out is leaf and torch.equal(leaf.detach(), self_threshold_drop(before, alpha=0.8)[0])
 
 
-def test_cpu_buffers_are_recycled_once_free() -> None:
-    x = make_input((2, 8, 4, 4), torch.float32, "cpu")
+@pytest.fixture
+def small_buffer_pool() -> Iterator[cpu_threshold_drop.BufferPool]:
+    """A fresh two-buffer pool in place of the global one, pooling buffers of any size."""
     pool = cpu_threshold_drop.BufferPool(capacity=2)
     with (
         mock.patch.object(cpu_threshold_drop, "POOL_MIN_BYTES", 1),
         mock.patch.object(cpu_threshold_drop, "_pool", pool),
     ):
-        first = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
-        address = first.data_ptr()
-        view = first[1:]
-        del first
-        second = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
-        assert second.data_ptr() != address  # a view still uses the first buffer
-        del view
-        third = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
-        assert third.data_ptr() == address and len(pool) == 2  # recycled, nothing new allocated
-        assert_bitwise_equal(third, self_threshold_drop(x, alpha=0.8)[0])
-        channels_last = x.to(memory_format=torch.channels_last)
-        del third
-        fourth = _fused_threshold_drop(channels_last, 0.8, None, backend="cpu")[0]
-        assert fourth.data_ptr() == address and fourth.is_contiguous(memory_format=torch.channels_last)
-        assert_bitwise_equal(fourth, self_threshold_drop(channels_last, alpha=0.8)[0])
-        pool.clear()
-        assert len(pool) == 0 and torch.equal(fourth, self_threshold_drop(x, alpha=0.8)[0])
+        yield pool
 
 
+def test_cpu_buffers_are_recycled_once_free(small_buffer_pool: cpu_threshold_drop.BufferPool) -> None:
+    x = make_input((2, 8, 4, 4), torch.float32, "cpu")
+    first = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
+    address = first.data_ptr()
+    view = first[1:]
+    del first
+    second = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
+    assert second.data_ptr() != address  # a view still uses the first buffer
+    del view
+    third = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
+    assert third.data_ptr() == address and len(small_buffer_pool) == 2  # recycled, nothing new allocated
+    assert_bitwise_equal(third, self_threshold_drop(x, alpha=0.8)[0])
+    channels_last = x.to(memory_format=torch.channels_last)
+    del third
+    fourth = _fused_threshold_drop(channels_last, 0.8, None, backend="cpu")[0]
+    assert fourth.data_ptr() == address and fourth.is_contiguous(memory_format=torch.channels_last)
+    assert_bitwise_equal(fourth, self_threshold_drop(channels_last, alpha=0.8)[0])
+    small_buffer_pool.clear()
+    assert len(small_buffer_pool) == 0 and torch.equal(fourth, self_threshold_drop(x, alpha=0.8)[0])
+
+
+@pytest.mark.usefixtures("small_buffer_pool")
 def test_cpu_pool_never_recycles_shared_memory() -> None:
     x = make_input((2, 8, 4, 4), torch.float32, "cpu")
-    pool = cpu_threshold_drop.BufferPool(capacity=2)
-    with (
-        mock.patch.object(cpu_threshold_drop, "POOL_MIN_BYTES", 1),
-        mock.patch.object(cpu_threshold_drop, "_pool", pool),
-    ):
-        first = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
-        first.share_memory_()  # as when sent to another process through torch.multiprocessing
-        address = first.data_ptr()
-        del first
-        second = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
-        assert second.data_ptr() != address
+    first = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
+    first.share_memory_()  # as when sent to another process through torch.multiprocessing
+    address = first.data_ptr()
+    del first
+    second = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
+    assert second.data_ptr() != address
 
 
 def test_cpu_pool_is_off_for_small_buffers() -> None:
