@@ -24,8 +24,9 @@ from scratch for 8 epochs on CPU reaches about 60 %.
 
 The output is ``bounding_box_train/``, ``query/`` and ``bounding_box_test/`` with Market-1501
 names ``PPPP_cCs1_FFFFFF_00.jpg`` (``PPPP`` from 0001; ``0000`` are distractor persons in the
-gallery), plus ``synthetic.json`` holding the generator parameters. For each test identity, the
-first image of every camera is a query and the others are gallery images.
+gallery), plus ``synthetic.json`` holding the generator parameters and the list of files written.
+For each test identity, the first image of every camera is a query and the others are gallery
+images.
 
 Examples:
     >>> import shutil, tempfile
@@ -48,8 +49,7 @@ import json
 import math
 import os
 import shutil
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,13 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageFilter
 
+from stadb_reid.data._generated_files import (
+    ForeignPathError,
+    make_temp_dir,
+    remove_generated,
+    remove_stale_temp_dirs,
+    walk_generated,
+)
 from stadb_reid.data.datasets import DatasetFormatError
 
 __all__ = ["METADATA_FILE", "StaleDatasetError", "generate_synthetic_reid", "render_person"]
@@ -544,6 +551,30 @@ def _check_difficulty(value: float) -> float:
     return float(value)
 
 
+# Bounds of the integer parameters, in the order of the signature (and of synthetic.json).
+_INT_BOUNDS: dict[str, tuple[int, int | None]] = {
+    "num_train_identities": (1, None),
+    "num_test_identities": (1, None),
+    "num_cameras": (2, 9),
+    "images_per_identity_per_camera": (2, None),
+    "num_distractors": (0, None),
+    "height": (16, None),
+    "width": (8, None),
+    "seed": (0, None),
+}
+
+
+def _checked_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The generator parameters after range checks (``ValueError``); ``KeyError`` if one is missing."""
+    out: dict[str, Any] = {
+        name: _check_int(params[name], name, *bounds) for name, bounds in _INT_BOUNDS.items()
+    }
+    out["difficulty"] = _check_difficulty(params["difficulty"])
+    if out["num_train_identities"] + out["num_test_identities"] > 9999:
+        raise ValueError("num_train_identities + num_test_identities must be at most 9999 (4-digit ids)")
+    return out
+
+
 def _read_metadata(root: Path) -> dict[str, Any] | None:
     path = root / METADATA_FILE
     if not path.is_file():
@@ -564,71 +595,91 @@ def _matches(metadata: Mapping[str, Any] | None, params: Mapping[str, Any]) -> b
     )
 
 
-def _write_dataset(target: Path, params: Mapping[str, Any]) -> dict[str, int]:
-    seed = int(params["seed"])
-    height, width = int(params["height"]), int(params["width"])
-    n_cams = int(params["num_cameras"])
-    per_cam = int(params["images_per_identity_per_camera"])
-    n_train = int(params["num_train_identities"])
-    cameras = [_camera(c, seed, float(params["difficulty"])) for c in range(n_cams)]
-    canvas = _Canvas(height, width, seed)
+def _images(params: Mapping[str, Any]) -> Iterator[tuple[str, str, _Identity, int, np.random.Generator]]:
+    """Yield ``(split, relative path, person, camera, rng)`` for every image, in writing order."""
+    seed, n_cams = int(params["seed"]), int(params["num_cameras"])
+    per_cam, n_train = int(params["images_per_identity_per_camera"]), int(params["num_train_identities"])
     people = _identities(n_train + int(params["num_test_identities"]), seed)
-    for d in _SPLIT_DIRS:
-        (target / d).mkdir(parents=True)
-    counts = dict.fromkeys(("train", "query", "gallery"), 0)
-
-    def save(img: Image.Image, split: str, folder: str, pid: int, cam: int, frame: int) -> None:
-        buffer = io.BytesIO()
-        img.save(buffer, format="JPEG", quality=cameras[cam].jpeg_quality)
-        (target / folder / f"{pid:04d}_c{cam + 1}s1_{frame:06d}_00.jpg").write_bytes(buffer.getvalue())
-        counts[split] += 1
-
     for index, person in enumerate(people):
         pid = index + 1
         for cam in range(n_cams):
             for frame in range(per_cam):
                 rng = np.random.default_rng([seed, 2, pid, cam, frame])
-                img = _render(canvas, person, cameras[cam], rng)
                 if index < n_train:
-                    save(img, "train", "bounding_box_train", pid, cam, frame)
+                    split, folder = "train", "bounding_box_train"
                 elif frame == 0:
-                    save(img, "query", "query", pid, cam, frame)
+                    split, folder = "query", "query"
                 else:
-                    save(img, "gallery", "bounding_box_test", pid, cam, frame)
+                    split, folder = "gallery", "bounding_box_test"
+                yield split, f"{folder}/{pid:04d}_c{cam + 1}s1_{frame:06d}_00.jpg", person, cam, rng
     for k in range(int(params["num_distractors"])):
         rng = np.random.default_rng([seed, 3, k])
         person = _random_identity(rng)
         cam = int(rng.integers(n_cams))
-        save(_render(canvas, person, cameras[cam], rng), "gallery", "bounding_box_test", 0, cam, k)
+        yield "gallery", f"bounding_box_test/0000_c{cam + 1}s1_{k:06d}_00.jpg", person, cam, rng
+
+
+def _write_dataset(target: Path, params: Mapping[str, Any]) -> dict[str, int]:
+    seed = int(params["seed"])
+    cameras = [_camera(c, seed, float(params["difficulty"])) for c in range(int(params["num_cameras"]))]
+    canvas = _Canvas(int(params["height"]), int(params["width"]), seed)
+    for d in _SPLIT_DIRS:
+        (target / d).mkdir(parents=True)
+    counts = dict.fromkeys(("train", "query", "gallery"), 0)
+    files: list[str] = []
+    for split, rel, person, cam, rng in _images(params):
+        buffer = io.BytesIO()
+        _render(canvas, person, cameras[cam], rng).save(
+            buffer, format="JPEG", quality=cameras[cam].jpeg_quality
+        )
+        (target / rel).write_bytes(buffer.getvalue())
+        counts[split] += 1
+        files.append(rel)
     metadata = {
         "generator": _GENERATOR,
         "format_version": _FORMAT_VERSION,
         "params": dict(params),
         "counts": counts,
         "cameras": [asdict(c) for c in cameras],
+        "files": files,  # the manifest: regenerating deletes these and nothing else
     }
     (target / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     return counts
 
 
-def _check_only_generated(root: Path) -> None:
-    """Raise unless ``root`` holds only what the generator writes."""
-    foreign = sorted(p.name for p in root.iterdir() if p.name not in {*_SPLIT_DIRS, METADATA_FILE})
-    if foreign:
+def _manifest(root: Path, metadata: Mapping[str, Any] | None) -> list[str]:
+    """The files the generator wrote into ``root``, relative to it (``synthetic.json`` included)."""
+    metadata = metadata if metadata is not None and metadata.get("generator") == _GENERATOR else {}
+    files = metadata.get("files")
+    if files is None and metadata.get("format_version") == 1:
+        # Written before the manifest existed; version 1 names follow from the parameters alone.
+        try:
+            files = [rel for _, rel, *_ in _images(_checked_params(metadata["params"]))]
+        except (KeyError, TypeError, ValueError):
+            files = None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
         raise StaleDatasetError(
-            f"{root} holds a synthetic dataset with other parameters and also {foreign}; "
-            "remove it or choose another root",
-            root,
+            f"{root / METADATA_FILE} does not tell which files the generator wrote; "
+            f"delete {root} yourself to regenerate it",
+            root / METADATA_FILE,
         )
+    return [*files, METADATA_FILE]
 
 
-def _remove_generated(root: Path) -> None:
-    """Delete a previously generated dataset, refusing if ``root`` holds anything else."""
-    _check_only_generated(root)
-    for d in _SPLIT_DIRS:
-        shutil.rmtree(root / d, ignore_errors=True)
-    (root / METADATA_FILE).unlink()
-    root.rmdir()
+def _remove_generated(root: Path, metadata: Mapping[str, Any] | None, *, check_only: bool = False) -> None:
+    """Delete a generated dataset, or only check it with ``check_only``; nothing if anything else is there."""
+    manifest = _manifest(root, metadata)
+    try:
+        if check_only:
+            walk_generated(root, manifest)
+        else:
+            remove_generated(root, manifest)
+    except ForeignPathError as exc:
+        raise StaleDatasetError(
+            f"{exc.path} was not written by the synthetic generator; refusing to regenerate {root} "
+            "(move it elsewhere or choose another root)",
+            exc.path,
+        ) from None
 
 
 def generate_synthetic_reid(
@@ -653,9 +704,14 @@ def generate_synthetic_reid(
 
     ``root`` is generated when it is absent or an empty folder, and reused as is when its
     ``synthetic.json`` records the same parameters and generator version. A folder made with
-    other parameters is regenerated, or reported if ``regenerate`` is false. Generation writes
-    into a temporary sibling folder that is renamed at the end, so an interrupted run leaves no
-    half-written dataset and concurrent processes (one per GPU) do not collide.
+    other parameters is regenerated, or reported if ``regenerate`` is false. Regenerating deletes
+    only the files listed in ``synthetic.json`` (a folder of generator version 1 without that
+    list: the names its parameters give) and refuses, deleting nothing, if ``root`` or a split
+    folder holds anything else, such as a user's file or a symbolic link. A symbolic link as
+    ``root`` is kept and its target folder is used. Generation writes into a temporary sibling
+    folder that is renamed at the end, so an interrupted run leaves no half-written dataset and
+    concurrent processes (one per GPU) do not collide; the temporary folders of killed runs are
+    removed by the next call once their process is gone.
 
     Args:
         root: Dataset folder.
@@ -681,30 +737,33 @@ def generate_synthetic_reid(
     Raises:
         ValueError: A parameter is out of range.
         StaleDatasetError: ``root`` is not empty and holds no matching ``synthetic.json`` (and
-            regenerating is not allowed, or ``root`` holds files the generator did not write).
+            regenerating is not allowed, or ``root`` holds files the generator did not write;
+            the message names the first such path).
     """
-    params = {
-        "num_train_identities": _check_int(num_train_identities, "num_train_identities", 1),
-        "num_test_identities": _check_int(num_test_identities, "num_test_identities", 1),
-        "num_cameras": _check_int(num_cameras, "num_cameras", 2, 9),
-        "images_per_identity_per_camera": _check_int(
-            images_per_identity_per_camera, "images_per_identity_per_camera", 2
-        ),
-        "num_distractors": _check_int(num_distractors, "num_distractors", 0),
-        "height": _check_int(height, "height", 16),
-        "width": _check_int(width, "width", 8),
-        "seed": _check_int(seed, "seed", 0),
-        "difficulty": _check_difficulty(difficulty),
-    }
-    if num_train_identities + num_test_identities > 9999:
-        raise ValueError("num_train_identities + num_test_identities must be at most 9999 (4-digit ids)")
-    path = Path(root).expanduser()
+    params = _checked_params(
+        {
+            "num_train_identities": num_train_identities,
+            "num_test_identities": num_test_identities,
+            "num_cameras": num_cameras,
+            "images_per_identity_per_camera": images_per_identity_per_camera,
+            "num_distractors": num_distractors,
+            "height": height,
+            "width": width,
+            "seed": seed,
+            "difficulty": difficulty,
+        }
+    )
+    given = Path(root).expanduser()
+    # Work on the link's target: the link stays in place and everything below applies to the
+    # real folder (the temporary folder is its sibling, so the final rename stays atomic).
+    path = given.resolve() if given.is_symlink() else given
+    remove_stale_temp_dirs(path)
     if path.exists():
         if not path.is_dir():
             raise StaleDatasetError(f"synthetic dataset root {path} is not a directory", path)
         metadata = _read_metadata(path)
         if _matches(metadata, params):
-            return path
+            return given
         if any(path.iterdir()):
             if metadata is None or metadata.get("generator") != _GENERATOR:
                 raise StaleDatasetError(
@@ -719,24 +778,25 @@ def generate_synthetic_reid(
                     "delete the folder or pass regenerate=True",
                     path / METADATA_FILE,
                 )
-            _check_only_generated(path)
+            _remove_generated(path, metadata, check_only=True)  # fail before spending time generating
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    tmp = make_temp_dir(path)
     try:
         _write_dataset(tmp, params)
         if path.exists():
             if any(path.iterdir()):
-                if _matches(_read_metadata(path), params):  # another process finished first
-                    return path
-                _remove_generated(path)
+                metadata = _read_metadata(path)
+                if _matches(metadata, params):  # another process finished first
+                    return given
+                _remove_generated(path, metadata)
             else:
                 path.rmdir()
         try:
             tmp.rename(path)
         except OSError:
             if _matches(_read_metadata(path), params):  # lost a race against another process
-                return path
+                return given
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return given
