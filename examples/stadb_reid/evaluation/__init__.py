@@ -19,6 +19,7 @@ or, with the full distance matrix (e.g. for re-ranking)::
 
 from .distance import DEFAULT_DISTANCE_CHUNK_SIZE, Metric, evaluate_from_features, pairwise_distance
 from .features import extract_features
+from .queries import has_match_in_other_camera
 from .rank import Protocol, RankMetrics, evaluate_rank, rank_metrics
 from .reranking import k_reciprocal_rerank
 
@@ -30,6 +31,7 @@ __all__ = [
     "evaluate_from_features",
     "evaluate_rank",
     "extract_features",
+    "has_match_in_other_camera",
     "k_reciprocal_rerank",
     "pairwise_distance",
     "rank_metrics",

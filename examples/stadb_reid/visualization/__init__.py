@@ -23,7 +23,7 @@ instead of writing it.
 from .attention import AttentionMaps, attention_figure, compute_attention_maps, denormalize, plot_attention
 from .cmc import cmc_figure, plot_cmc
 from .curves import plot_training_curves, training_curves_figure
-from .report import FigurePaths, visualize_checkpoint
+from .report import FigurePaths, figure_paths, visualize_checkpoint
 from .retrieval import (
     CORRECT_COLOR,
     QUERY_COLOR,
@@ -46,6 +46,7 @@ __all__ = [
     "cmc_figure",
     "compute_attention_maps",
     "denormalize",
+    "figure_paths",
     "plot_attention",
     "plot_cmc",
     "plot_retrieval",

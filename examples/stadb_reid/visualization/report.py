@@ -13,19 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
-import numpy as np
-import numpy.typing as npt
 import torch
 from torch import Tensor
 
 from ..data import ReIDSample, build_dataset, build_test_transform, read_image
-from ..evaluation import Metric, RankMetrics, pairwise_distance
+from ..evaluation import Metric, RankMetrics, has_match_in_other_camera, pairwise_distance
 from .attention import compute_attention_maps, denormalize, plot_attention
 from .cmc import plot_cmc
 from .curves import plot_training_curves
 from .retrieval import plot_retrieval, select_queries, top_matches
 
-__all__ = ["FigurePaths", "visualize_checkpoint"]
+__all__ = ["FigurePaths", "figure_paths", "visualize_checkpoint"]
 
 
 class FigurePaths(NamedTuple):
@@ -41,28 +39,14 @@ class FigurePaths(NamedTuple):
     """The chosen queries with their top-ranked gallery images."""
 
 
+def figure_paths(output_dir: Path) -> FigurePaths:
+    """Where :func:`visualize_checkpoint` writes its figures: ``OUTPUT/<field>.png``."""
+    return FigurePaths(*(output_dir / f"{name}.png" for name in FigurePaths._fields))
+
+
 def _load_images(samples: Sequence[ReIDSample], height: int, width: int) -> Tensor:
     transform = build_test_transform(height, width)
     return torch.stack([transform(read_image(sample.path)) for sample in samples])
-
-
-def _has_match_in_other_camera(
-    q_pids: npt.NDArray[np.int64],
-    q_camids: npt.NDArray[np.int64],
-    g_pids: npt.NDArray[np.int64],
-    g_camids: npt.NDArray[np.int64],
-) -> npt.NDArray[np.bool_]:
-    """The queries the evaluation counts: a gallery entry with their identity in another camera."""
-    cameras: dict[int, set[int]] = {}
-    for pid, camid in zip(g_pids.tolist(), g_camids.tolist(), strict=True):
-        cameras.setdefault(pid, set()).add(camid)
-    return np.array(
-        [
-            bool(cameras.get(pid, set()) - {camid})
-            for pid, camid in zip(q_pids.tolist(), q_camids.tolist(), strict=True)
-        ],
-        dtype=bool,
-    )
 
 
 def _with_final_evaluation(
@@ -143,7 +127,7 @@ def visualize_checkpoint(
     metrics, reranked = rank_test_sets(query, gallery, config)
     (q_features, q_pids, q_camids), (g_features, g_pids, g_camids) = query, gallery
 
-    eligible = _has_match_in_other_camera(q_pids, q_camids, g_pids, g_camids)
+    eligible = has_match_in_other_camera(q_pids, q_camids, g_pids, g_camids)
     chosen = select_queries(q_pids, num_queries, seed=seed, eligible=eligible)
     distances = (
         reranked[chosen]
@@ -160,15 +144,12 @@ def visualize_checkpoint(
         for ranked in matches
     ]
     history = _with_final_evaluation(state["history"], state.get("epoch", -1), metrics)
+    paths = figure_paths(output_dir)
     return FigurePaths(
-        curves=plot_training_curves(history, output_dir / "curves.png"),
-        cmc=plot_cmc(metrics, output_dir / "cmc.png", title=f"CMC, {config.data.dataset}"),
-        attention=plot_attention(query_images, maps, output_dir / "attention.png", captions=captions),
+        curves=plot_training_curves(history, paths.curves),
+        cmc=plot_cmc(metrics, paths.cmc, title=f"CMC, {config.data.dataset}"),
+        attention=plot_attention(query_images, maps, paths.attention, captions=captions),
         retrieval=plot_retrieval(
-            list(denormalize(query_images)),
-            matches,
-            gallery_images,
-            output_dir / "retrieval.png",
-            query_captions=captions,
+            list(denormalize(query_images)), matches, gallery_images, paths.retrieval, query_captions=captions
         ),
     )
