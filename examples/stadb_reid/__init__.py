@@ -1,14 +1,22 @@
-"""STADB person re-identification trainer built from stadb_layers."""
+"""STADB person re-identification trainer built from stadb_layers.
 
-from .evaluation import (
-    RankMetrics,
-    evaluate_from_features,
-    evaluate_rank,
-    extract_features,
-    k_reciprocal_rerank,
-    pairwise_distance,
-    rank_metrics,
-)
+The evaluation functions below are imported on first use, so that the ``stadb-reid`` command can
+start (and name the missing extra) on an install without the trainer's dependencies.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .evaluation import (
+        RankMetrics,
+        evaluate_from_features,
+        evaluate_rank,
+        extract_features,
+        k_reciprocal_rerank,
+        pairwise_distance,
+        rank_metrics,
+    )
 
 __all__ = [
     "RankMetrics",
@@ -19,3 +27,9 @@ __all__ = [
     "pairwise_distance",
     "rank_metrics",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(import_module(".evaluation", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

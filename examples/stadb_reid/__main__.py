@@ -1,6 +1,6 @@
 """``python -m stadb_reid`` runs the ``stadb-reid`` command (also under ``torchrun``)."""
 
-from .cli import main
+from .console import main
 
 if __name__ == "__main__":
     main()
