@@ -6,7 +6,12 @@ from typing import Annotated, Any
 
 import typer
 
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, config_files_set, load_config
+
+try:  # recent typer releases vendor click; main() needs its exception classes to print them in one line
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - typer with click as a dependency
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 app = typer.Typer(
     help="Train and evaluate the STADB person re-identification network.",
@@ -26,18 +31,53 @@ SetOverrides = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override any config key, e.g. --set optim.base_lr=3e-4; repeatable."),
 ]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace the files an earlier run or command wrote there.")
+]
 
 
-def build_config(files: list[str] | None, overrides: dict[str, Any], settings: list[str] | None) -> Config:
-    """Load the config from files, flags and ``--set KEY=VALUE`` pairs; schema errors are usage errors."""
+def build_config(
+    files: list[str] | None,
+    overrides: dict[str, Any],
+    settings: list[str] | None,
+    *,
+    needs_dataset: bool = False,
+) -> Config:
+    """Load the config from files, flags and ``--set KEY=VALUE`` pairs, and check every value.
+
+    A ``--dataset`` other than the one the files name drops the files' ``data.options`` (they belong
+    to that other dataset). With ``needs_dataset``, a dataset must be named by ``--dataset``, a config
+    file or ``--set data.dataset=...``, so a mistyped ``--data-root`` is never taken for the default
+    synthetic dataset and generated. Config errors are usage errors.
+    """
+    from .engine import validate_config
+
+    keys = []
     for pair in settings or []:
         key, separator, _ = pair.partition("=")
         if not separator or not key.strip():
             raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
+        keys.append(key.strip())
     try:
-        return load_config(files, overrides, settings)
+        dataset = overrides.get("data.dataset")
+        if dataset is not None and dataset.lower() != load_config(files).data.dataset.lower():
+            overrides = {**overrides, "data.options": {}}
+        named = dataset is not None or "data.dataset" in keys or config_files_set(files, "data.dataset")
+        if needs_dataset and not named:
+            raise ConfigError(
+                "no dataset named: pass --dataset NAME --data-root DIR (--dataset synthetic generates "
+                "the built-in one there) or a --config that names one, e.g. --config market1501"
+            )
+        return validate_config(load_config(files, overrides, settings))
     except ConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--config/--set") from error
+
+
+def refuse_to_replace(paths: list[Path], overwrite: bool) -> None:
+    """Raise a usage error naming the first of ``paths`` that exists, unless ``overwrite``."""
+    existing = [path for path in paths if path.exists()]
+    if existing and not overwrite:
+        raise typer.BadParameter(f"{existing[0]} exists; pass --overwrite to replace it", param_hint="--out")
 
 
 @app.command()
@@ -84,10 +124,13 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the newest good checkpoint in --output-dir.")
     ] = False,
+    overwrite: Overwrite = False,
     set_: SetOverrides = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Train a model and write OUTPUT/checkpoint.pt (every epoch) and OUTPUT/metrics.json.
+
+    An OUTPUT that holds an earlier run needs --resume (continue it) or --overwrite (replace it).
 
     Multi-GPU: torchrun --nproc_per_node=N -m stadb_reid train ... (gloo on CPU, NCCL on CUDA).
     Ctrl-C or SIGTERM saves a checkpoint after the current step; --resume continues from it.
@@ -116,7 +159,12 @@ def train(
         "compile": compile_,
         "deterministic": deterministic,
     }
-    run_training(build_config(config, overrides, set_), resume=resume, progress=progress)
+    run_training(
+        build_config(config, overrides, set_, needs_dataset=True),
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+    )
 
 
 @app.command()
@@ -160,7 +208,9 @@ def evaluate(
             raise typer.BadParameter("a checkpoint carries its config", param_hint="--config/--set")
         metrics = evaluate_checkpoint(checkpoint, overrides, progress=progress)
     else:
-        metrics = evaluate_untrained(build_config(config, overrides, set_), progress=progress)
+        metrics = evaluate_untrained(
+            build_config(config, overrides, set_, needs_dataset=True), progress=progress
+        )
     typer.echo(json.dumps({k: round(v, 2) for k, v in metrics.items()}))
 
 
@@ -170,14 +220,18 @@ def demo(
         Path, typer.Option(help="Where the synthetic data, checkpoint and metrics go.")
     ] = Path("outputs/demo"),
     epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    overwrite: Overwrite = False,
     set_: SetOverrides = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Offline demo: the full model at reduced resolution on the built-in synthetic dataset, on CPU."""
+    """Offline demo: the full model at reduced resolution on the built-in synthetic dataset, on CPU.
+
+    Running it again into the same folder needs --overwrite (or another --output-dir).
+    """
     from .engine import run_demo
 
     overrides = {"output_dir": str(output_dir), "optim.epochs": epochs}
-    run_demo(build_config(["demo_cpu"], overrides, set_), progress=progress)
+    run_demo(build_config(["demo_cpu"], overrides, set_), overwrite=overwrite, progress=progress)
 
 
 @app.command()
@@ -193,6 +247,7 @@ def export(
     width: Annotated[
         int | None, typer.Option(min=16, help="Input width; defaults to the checkpoint's.")
     ] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write the eval-mode embedding model as ONNX (dynamic batch) or TorchScript, with its preprocessing."""
     from .engine.export import ExportFormat, export_checkpoint
@@ -204,6 +259,7 @@ def export(
         raise typer.BadParameter(f"expected {choices}, got {format_!r}", param_hint="--format") from None
     if out is not None and out.resolve() == checkpoint.resolve():
         raise typer.BadParameter("would overwrite the checkpoint", param_hint="--out")
+    refuse_to_replace([out if out is not None else checkpoint.with_suffix(export_format.suffix)], overwrite)
     written = export_checkpoint(checkpoint, export_format, out, height=height, width=width)
     typer.echo(f"wrote {written}")
 
@@ -219,6 +275,7 @@ def extract(
     flip: Annotated[
         bool | None, typer.Option("--flip/--no-flip", help="Average with flipped images.")
     ] = None,
+    overwrite: Overwrite = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Embed every image under IMAGES into an N x D float32 array, rows in the order of FEATS.txt."""
@@ -226,6 +283,7 @@ def extract(
 
     if out.suffix != ".npy":
         raise typer.BadParameter(f"must end with .npy, got {out}", param_hint="--out")
+    refuse_to_replace([out, out.with_suffix(".txt")], overwrite)
     embeddings = extract_folder(
         checkpoint,
         images,
@@ -254,14 +312,17 @@ def visualize(
         int, typer.Option(min=1, help="Queries in the attention and retrieval figures.")
     ] = 6,
     device: Annotated[str | None, typer.Option(help="cpu or cuda; defaults to the checkpoint's.")] = None,
+    overwrite: Overwrite = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Draw curves.png, cmc.png, attention.png (paper Figure 3) and retrieval.png (Figure 4)."""
-    from .visualization import visualize_checkpoint
+    from .visualization import figure_paths, visualize_checkpoint
 
+    figures = output_dir if output_dir is not None else checkpoint.parent / "figures"
+    refuse_to_replace(list(figure_paths(figures)), overwrite)
     paths = visualize_checkpoint(
         checkpoint,
-        output_dir if output_dir is not None else checkpoint.parent / "figures",
+        figures,
         dataset=dataset,
         data_root=data_root,
         num_queries=num_queries,
@@ -273,17 +334,38 @@ def visualize(
 
 
 def main() -> None:
-    """Entry point of the ``stadb-reid`` console script: user errors print one line, not a traceback."""
+    """Entry point of the ``stadb-reid`` console script: every failure is one line on stderr.
+
+    Exit codes: 2 for usage, config, data and checkpoint errors; 1 when training diverged; 130 when
+    interrupted (after saving a checkpoint).
+    """
     from .data import ReIDDataError
+    from .engine import TrainingDivergedError, TrainingInterruptedError
     from .engine.checkpoint import CheckpointError
-    from .engine.interrupt import TrainingInterruptedError
-    from .model import PretrainedWeightsUnavailableError
+    from .model import PretrainedWeightsUnavailableError, WeightsFileError
 
     try:
-        app()
-    except (ConfigError, ReIDDataError, CheckpointError, PretrainedWeightsUnavailableError) as error:
+        code = app(standalone_mode=False)
+    except click_exceptions.UsageError as usage:
+        if isinstance(usage, getattr(click_exceptions, "NoArgsIsHelpError", ())) and usage.ctx is not None:
+            typer.echo(usage.ctx.get_help())
+            raise SystemExit(0) from None
+        where = f" (see {usage.ctx.command_path} --help)" if usage.ctx is not None else ""
+        typer.echo(f"error: {usage.format_message()}{where}", err=True)
+        raise SystemExit(2) from None
+    except (
+        ConfigError,
+        ReIDDataError,
+        CheckpointError,
+        PretrainedWeightsUnavailableError,
+        WeightsFileError,
+    ) as error:
         typer.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None
-    except TrainingInterruptedError as interruption:
+    except TrainingDivergedError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise SystemExit(1) from None
+    except (TrainingInterruptedError, typer.Abort) as interruption:
         typer.echo(f"interrupted: {interruption}", err=True)
         raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

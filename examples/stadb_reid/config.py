@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["CONFIG_DIR", "Config", "ConfigError", "load_config"]
+__all__ = ["CONFIG_DIR", "Config", "ConfigError", "config_files_set", "load_config"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -146,6 +146,20 @@ def load_config(
         raise ConfigError(str(error).splitlines()[0]) from error
     assert isinstance(config, Config)
     return config
+
+
+def config_files_set(files: Sequence[str | Path] | None, key: str) -> bool:
+    """Whether any of the YAML ``files`` (paths or bundled names) sets the dotted ``key``.
+
+    Examples:
+        >>> config_files_set(["market1501"], "data.dataset"), config_files_set(["bdb"], "data.dataset")
+        (True, False)
+    """
+    try:
+        loaded = [OmegaConf.load(resolve_config_path(file)) for file in files or []]
+        return any(OmegaConf.select(content, key) is not None for content in loaded)
+    except OmegaConfBaseException as error:
+        raise ConfigError(str(error).splitlines()[0]) from error
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

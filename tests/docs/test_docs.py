@@ -179,6 +179,16 @@ def test_every_bundled_config_is_documented() -> None:
     assert configs and not missing, f"document these bundled configs in docs/reid/configs.md: {missing}"
 
 
+def test_demo_config_row_states_its_size_and_epochs() -> None:
+    from stadb_reid.config import load_config
+
+    page = (DOCS / "reid" / "configs.md").read_text(encoding="utf-8")
+    row = next(line for line in page.splitlines() if line.startswith("| `demo_cpu` |"))
+    config = load_config(["demo_cpu"])
+    assert f"{config.data.height} x {config.data.width}" in row, row
+    assert f"{config.optim.epochs} epochs" in row, row
+
+
 # ------------------------------------------------------------------------------- docs/hooks.py
 def load_hooks() -> Any:
     for module in ("mkdocs", "latex2mathml"):

@@ -158,14 +158,20 @@ def test_train_checkpoint_evaluate_end_to_end(tmp_path: Path) -> None:
     assert untrained.keys() == evaluated.keys() and untrained != evaluated
 
 
+SYNTHETIC_AT_TMP = ["--dataset", "synthetic", "--data-root", "{tmp}/synthetic"]
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
         (["train", "--dataset", "market1501", "--data-root", "{tmp}/nowhere"], "{tmp}/nowhere"),
         (["evaluate", "--checkpoint", "{tmp}/missing.pt"], "checkpoint not found: {tmp}/missing.pt"),
         (["train", "--config", "no_such_config"], "config file not found"),
-        (["train", "--device", "cuda", "--no-pretrained"], "no CUDA GPU; use --device cpu"),
-        (["train", "--amp", "fp16", "--no-pretrained"], "amp fp16 needs CUDA"),
+        (
+            ["train", *SYNTHETIC_AT_TMP, "--device", "cuda", "--no-pretrained"],
+            "no CUDA GPU; use --device cpu",
+        ),
+        (["train", *SYNTHETIC_AT_TMP, "--amp", "fp16", "--no-pretrained"], "amp fp16 needs CUDA"),
         (["evaluate"], "give either --checkpoint FILE or --untrained"),
     ],
 )

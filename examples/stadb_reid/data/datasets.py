@@ -59,6 +59,7 @@ Examples:
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -70,11 +71,13 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "DatasetFormatError",
     "DatasetNotFoundError",
+    "DatasetOptionError",
     "EmptyDatasetError",
     "FileNameError",
     "ReIDDataError",
     "ReIDDataset",
     "ReIDSample",
+    "UnknownDatasetError",
     "UnreadableImageError",
     "available_datasets",
     "build_dataset",
@@ -129,6 +132,14 @@ class FileNameError(DatasetFormatError):
 
 class UnreadableImageError(ReIDDataError, ValueError):
     """An image file cannot be opened or decoded (raised when it is loaded, not at construction)."""
+
+
+class UnknownDatasetError(ReIDDataError, ValueError):
+    """No adapter is registered under the requested name."""
+
+
+class DatasetOptionError(ReIDDataError, TypeError):
+    """An adapter was given an option it does not take."""
 
 
 # -------------------------------------------------------------------------------------------- records
@@ -619,7 +630,8 @@ def load_synthetic(root: str | os.PathLike[str], **options: Any) -> ReIDDataset:
 
     Args:
         root: Target folder; generated when absent or empty, reused when its ``synthetic.json``
-            matches the options, regenerated when it was produced with other options.
+            matches the options, regenerated when it was produced with other options (refused if
+            the folder holds files the generator did not write).
         **options: Keyword arguments of :func:`stadb_reid.data.synthetic.generate_synthetic_reid`.
 
     Returns:
@@ -627,6 +639,7 @@ def load_synthetic(root: str | os.PathLike[str], **options: Any) -> ReIDDataset:
     """
     from stadb_reid.data.synthetic import generate_synthetic_reid
 
+    _check_options(generate_synthetic_reid, "synthetic", root, options)
     folder = generate_synthetic_reid(root, **options)
     return _load_market_layout(folder, _MARKET_RE, "0002_c1s1_000451_03.jpg", "synthetic")
 
@@ -677,10 +690,21 @@ def build_dataset(name: str, root: str | os.PathLike[str], **options: Any) -> Re
             ``split_seed``/``num_train_ids`` (viper), generator options (synthetic).
 
     Raises:
-        ValueError: Unknown ``name``.
-        TypeError: An option the adapter does not take.
+        UnknownDatasetError: Unknown ``name`` (a ``ValueError``).
+        DatasetOptionError: An option the adapter does not take (a ``TypeError``).
     """
     factory = _REGISTRY.get(name.lower())
     if factory is None:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}")
+        raise UnknownDatasetError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}")
+    _check_options(factory, name, root, options)
     return factory(root, **options)
+
+
+def _check_options(
+    function: Callable[..., Any], name: str, root: str | os.PathLike[str], options: dict[str, Any]
+) -> None:
+    """Raise :class:`DatasetOptionError` unless ``function(root, **options)`` fits its signature."""
+    try:
+        inspect.signature(function).bind(root, **options)
+    except TypeError as error:
+        raise DatasetOptionError(f"dataset {name!r} options (data.options): {error}") from None

@@ -9,27 +9,36 @@ from ..data import build_dataset
 from ..visualization import visualize_checkpoint
 from .checkpoint import CHECKPOINT_NAME
 from .evaluate import evaluate_untrained
+from .preflight import prepare_output_dir
 from .trainer import format_metrics, train
 
 __all__ = ["run_demo"]
 
 
-def run_demo(config: Config, *, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_demo(
+    config: Config, *, overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Generate the synthetic dataset, score an untrained network, train, compare, and draw the figures.
 
     The synthetic data goes to ``OUTPUT/synthetic`` (generated once, reused after), the checkpoint and
     ``metrics.json`` to ``OUTPUT``, the figures of
     :func:`~stadb_reid.visualization.visualize_checkpoint` (training curves, CMC, attention maps and
     ranked retrieval) to ``OUTPUT/figures``. The untrained figures are stored in ``metrics.json`` under
-    ``"untrained"``.
+    ``"untrained"``. An ``OUTPUT`` that holds an earlier run is refused unless ``overwrite``.
     """
+    prepare_output_dir(Path(config.output_dir), resume=False, overwrite=overwrite)  # before the slow part
     config.data.root = str(Path(config.output_dir) / "synthetic")
     log(f"synthetic dataset in {config.data.root}")
     dataset = build_dataset(config.data.dataset, config.data.root, **config.data.options)
     untrained = evaluate_untrained(config, dataset=dataset, progress=progress)
     log(f"untrained network: {format_metrics(untrained)}")
     metrics = train(
-        config, dataset=dataset, progress=progress, log=log, extra_metrics={"untrained": untrained}
+        config,
+        dataset=dataset,
+        overwrite=overwrite,
+        progress=progress,
+        log=log,
+        extra_metrics={"untrained": untrained},
     )
     log(
         f"demo done: rank-1 {untrained['rank1']:.1f}% -> {metrics['rank1']:.1f}%, "

@@ -28,9 +28,11 @@ from ..model import STADBNet, TrainOutput
 from ..visualization.curves import plot_training_curves
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_latest_checkpoint, save_checkpoint
 from .distributed import DistributedContext, gather_batch
+from .divergence import TrainingDivergedError, first_non_finite
 from .evaluate import evaluate_model
 from .interrupt import GracefulStop, TrainingInterruptedError
 from .precision import Precision
+from .preflight import check_dataset_fits, prepare_output_dir, validate_config
 from .rng import capture_rng_state, restore_rng_state
 from .schedule import learning_rate
 
@@ -140,7 +142,12 @@ class TrainStep:
         return reid_loss(gathered, gather_batch(pids, self.context), self.cross_entropy, self.triplet)
 
     def __call__(self, images: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
-        """Run the step on this rank's batch and return the (detached) global-batch loss."""
+        """Run the step on this rank's batch and return the (detached) global-batch loss.
+
+        Raises:
+            TrainingDivergedError: The loss, or a gradient outside fp16's loss scaling, is NaN or
+                infinite; the optimiser was not stepped.
+        """
         device = self.context.device
         images = images.to(device, non_blocking=True)
         if self.channels_last:
@@ -149,8 +156,14 @@ class TrainStep:
             output = self.model(images)
         assert isinstance(output, TrainOutput), "the model must be in training mode"
         loss = self.loss(output, pids.to(device))
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(f"the loss is {loss.item()}")
         self.optimizer.zero_grad(set_to_none=True)
         self.grad_scaler.scale(loss).backward()
+        if not self.grad_scaler.is_enabled():
+            parameter = first_non_finite((n, p.grad) for n, p in self.model.named_parameters())
+            if parameter is not None:
+                raise TrainingDivergedError(f"the gradient of {parameter} is not finite")
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
         return loss.detach()
@@ -194,6 +207,7 @@ def train(
     *,
     dataset: ReIDDataset | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
     extra_metrics: dict[str, Any] | None = None,
@@ -208,6 +222,8 @@ def train(
         dataset: An already loaded dataset; by default it is built from ``config.data``.
         resume: Continue from the newest good checkpoint in ``config.output_dir`` (starting afresh
             when there is none).
+        overwrite: Replace an earlier run in ``config.output_dir`` (its checkpoints, metrics, curves
+            and TensorBoard events); without it or ``resume``, such a folder is refused.
         progress: Show progress bars.
         log: Where status lines go.
         extra_metrics: More entries for ``metrics.json``, e.g. the untrained figures.
@@ -217,14 +233,21 @@ def train(
         ``mINP``, the parameter count, the training time, the per-epoch history and the config.
 
     Raises:
+        ConfigError: A config value is out of range, the dataset cannot fill a batch or has no
+            evaluable query, or the output folder is unusable or holds a run (checked before training).
+        TrainingDivergedError: The loss or a gradient became NaN or infinite; the message names the
+            step and the last checkpoint, which holds the last finite weights.
         TrainingInterruptedError: On SIGINT/SIGTERM, after saving a checkpoint.
         CheckpointError: ``resume`` found checkpoint files but none is readable, or the newest one was
             written for another model.
     """
+    validate_config(config)
+    if resume and overwrite:
+        raise ConfigError("choose --resume or --overwrite, not both")
     context = DistributedContext.from_environment(resolve_device(config.device))
     try:
         with _deterministic_algorithms(config.deterministic):
-            return _train(config, context, dataset, resume, progress, log, extra_metrics)
+            return _train(config, context, dataset, resume, overwrite, progress, log, extra_metrics)
     finally:
         context.close()
 
@@ -234,6 +257,7 @@ def _train(
     context: DistributedContext,
     dataset: ReIDDataset | None,
     resume: bool,
+    overwrite: bool,
     progress: bool,
     log: Callable[[str], None],
     extra_metrics: dict[str, Any] | None,
@@ -245,6 +269,8 @@ def _train(
     seed_everything(config.seed)
     output_dir = Path(config.output_dir)
     checkpoint_path = output_dir / CHECKPOINT_NAME
+    if context.is_main:  # torchrun stops the other ranks if this raises
+        prepare_output_dir(output_dir, resume=resume, overwrite=overwrite)
     if dataset is None:
         # Rank 0 first: it generates the synthetic dataset when missing, the others then read it.
         if not context.is_main:
@@ -253,6 +279,7 @@ def _train(
         if context.is_main:
             context.barrier()
     log(dataset.summary())
+    check_dataset_fits(config, dataset, context.world_size)
     loader = build_train_loader(
         dataset,
         height=config.data.height,
@@ -271,6 +298,7 @@ def _train(
     optimizer = torch.optim.Adam(network.parameters(), lr=optim.base_lr, weight_decay=optim.weight_decay)
 
     history: list[dict[str, Any]] = []
+    last_saved = "none yet"
     first_epoch, step, partial_loss, train_seconds = 1, 0, 0.0, 0.0
     saved = load_latest_checkpoint(checkpoint_path, log=log) if resume else None
     if resume and saved is None:
@@ -288,6 +316,7 @@ def _train(
         partial_loss, train_seconds = state["position"]["loss_sum"], state["train_seconds"]
         restore_rng_state(state["rng"])
         log(f"resuming from {path}: epoch {first_epoch}, step {step}")
+        last_saved = f"{path} (to resume at epoch {first_epoch}, step {step})"
 
     train_model: nn.Module = network
     if config.channels_last:
@@ -317,7 +346,13 @@ def _train(
     session_start = time.perf_counter()
 
     def save(next_epoch: int, next_step: int, loss_sum: float) -> None:
+        nonlocal last_saved
         if context.is_main:
+            tensor = first_non_finite(network.state_dict().items())
+            if tensor is not None:
+                raise TrainingDivergedError(
+                    f"not saving a checkpoint: {tensor} is not finite; the last checkpoint is {last_saved}"
+                )
             state = {
                 "model": network.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -331,6 +366,7 @@ def _train(
                 "history": history,
             }
             save_checkpoint(state, checkpoint_path)
+        last_saved = f"{checkpoint_path} (to resume at epoch {next_epoch}, step {next_step})"
         context.barrier()
 
     def evaluate() -> dict[str, float]:
@@ -380,7 +416,15 @@ def _train(
                     if stop.requested:  # a loader worker died of the same signal; stop at the check above
                         continue
                     raise
-                loss = train_step(images, pids).item()
+                try:
+                    loss = train_step(images, pids).item()
+                except TrainingDivergedError as error:
+                    bar.close()
+                    raise TrainingDivergedError(
+                        f"training diverged at epoch {epoch}, step {step + 1}/{steps_per_epoch}: {error}; "
+                        f"the last checkpoint, with finite weights, is {last_saved}; lower optim.base_lr "
+                        "or check the data"
+                    ) from None
                 partial_loss += loss
                 step += 1
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}")

@@ -1,6 +1,6 @@
 """The STADB network: backbone, heads, ablation variants and the BDB comparator."""
 
-from .backbone import PretrainedWeightsUnavailableError, build_backbone
+from .backbone import PretrainedWeightsUnavailableError, WeightsFileError, build_backbone
 from .batch_drop import BatchDrop
 from .stadb import STADBNet, TrainOutput, Variant
 
@@ -10,5 +10,6 @@ __all__ = [
     "STADBNet",
     "TrainOutput",
     "Variant",
+    "WeightsFileError",
     "build_backbone",
 ]

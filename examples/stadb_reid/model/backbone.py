@@ -4,6 +4,7 @@ With a 384x128 input, the layer4 feature map is 2048 x 24 x 8 instead of 2048 x 
 the spatial detail the drop and attention branches work on (Sun et al. 2018, "Beyond Part Models").
 """
 
+import pickle
 import socket
 import urllib.parse
 from pathlib import Path
@@ -13,13 +14,17 @@ import timm
 from timm.models.resnet import ResNet
 from torch import nn
 
-__all__ = ["PretrainedWeightsUnavailableError", "build_backbone"]
+__all__ = ["PretrainedWeightsUnavailableError", "WeightsFileError", "build_backbone"]
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
 
 class PretrainedWeightsUnavailableError(RuntimeError):
     """The ImageNet weights cannot be downloaded and no local file was given."""
+
+
+class WeightsFileError(ValueError):
+    """A local weights file is damaged, of another model, or a pickle that would need to run code."""
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -50,6 +55,7 @@ def build_backbone(
     Raises:
         PretrainedWeightsUnavailableError: If ``pretrained`` is set and the hub cannot be reached.
         FileNotFoundError: If ``weights`` does not exist.
+        WeightsFileError: If ``weights`` holds anything but plain tensors of this model.
         ValueError: If ``weights`` has an unknown suffix or ``last_stride`` is not 1 or 2.
     """
     if last_stride not in (1, 2):
@@ -68,13 +74,20 @@ def build_backbone(
             "Train from scratch with --no-pretrained, or load a local file with --weights FILE "
             "(.pth or .safetensors)."
         )
-    model = timm.create_model(
-        name,
-        pretrained=pretrained or weights is not None,
-        pretrained_cfg_overlay=overlay,
-        num_classes=0,
-        global_pool="",
-    )
+    try:
+        # timm reads .pth files with torch.load(weights_only=True): a pickle that would run code is refused.
+        model = timm.create_model(
+            name,
+            pretrained=pretrained or weights is not None,
+            pretrained_cfg_overlay=overlay,
+            num_classes=0,
+            global_pool="",
+        )
+    except (pickle.UnpicklingError, RuntimeError, OSError) as error:
+        if weights is None:
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WeightsFileError(f"cannot load weights file {weights}: {reason}") from None
     if not isinstance(model, ResNet):
         raise ValueError(f"{name} is not a timm ResNet")
     if last_stride == 1:

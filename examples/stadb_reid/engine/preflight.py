@@ -1,0 +1,174 @@
+"""Checks run before any training: the config's values, the dataset against the config, the output folder.
+
+Everything a run can know to be wrong before its first step is reported here, in one line naming the
+config key, path or count at fault, instead of as a traceback hours later.
+"""
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import get_args
+
+import timm.models
+
+from stadb_layers import create_attention
+from stadb_layers._validation import check_in_interval
+
+from ..config import Config, ConfigError
+from ..data import ReIDDataset, available_datasets
+from ..evaluation import Metric, has_match_in_other_camera
+from ..model import Variant
+from .precision import AMP_MODES
+
+__all__ = ["RUN_FILES", "check_dataset_fits", "prepare_output_dir", "validate_config"]
+
+#: What a training run writes into its output folder: these mark a folder as holding a run, and are
+#: the only files ``overwrite`` removes.
+RUN_FILES = ("checkpoint.pt", "checkpoint.prev.pt", "metrics.json", "curves.png", "tensorboard")
+
+
+def _integer(value: int, key: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
+
+
+def _number(value: float, key: str, low: float, high: float = math.inf, *, low_closed: bool = True) -> None:
+    try:
+        check_in_interval(value, key, low, high, low_closed=low_closed, high_closed=math.isfinite(high))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _choice(value: str, key: str, choices: list[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _resnet(name: str, key: str) -> None:
+    architecture = name.split(".")[0]
+    if not timm.models.is_model(architecture) or not timm.models.model_entrypoint(
+        architecture
+    ).__module__.endswith(".resnet"):
+        raise ConfigError(f"{key} must be a timm ResNet such as resnet50, got {name!r}")
+
+
+def validate_config(config: Config) -> Config:
+    """Check every value of ``config`` (the schema only checks types); return it unchanged.
+
+    Raises:
+        ConfigError: Naming the first key whose value is out of range or not a known choice.
+
+    Examples:
+        >>> from stadb_reid.config import load_config
+        >>> validate_config(load_config(["market1501"], {"model.alpha": 2.0}))
+        Traceback (most recent call last):
+        ...
+        stadb_reid.config.ConfigError: model.alpha must lie in (0.0, 1.0], got 2.0
+    """
+    data, model, optim = config.data, config.model, config.optim
+    _choice(data.dataset.lower(), "data.dataset", available_datasets())
+    _integer(data.height, "data.height", 16)
+    _integer(data.width, "data.width", 16)
+    _integer(data.num_identities, "data.num_identities", 2)
+    _integer(data.num_instances, "data.num_instances", 1)
+    _integer(data.num_workers, "data.num_workers", 0)
+    _integer(data.test_batch_size, "data.test_batch_size", 1)
+    _choice(model.variant, "model.variant", [variant.value for variant in Variant])
+    try:
+        create_attention(model.attention, 16)
+    except ValueError as error:
+        raise ConfigError(f"model.attention: {error}") from None
+    _number(model.alpha, "model.alpha", 0.0, 1.0, low_closed=False)
+    _number(model.rho, "model.rho", 0.0, 1.0)
+    _resnet(model.backbone, "model.backbone")
+    if model.weights and not Path(model.weights).is_file():
+        raise ConfigError(f"model.weights: file not found: {model.weights}")
+    _integer(optim.epochs, "optim.epochs", 1)
+    _number(optim.base_lr, "optim.base_lr", 0.0, low_closed=False)
+    _number(optim.weight_decay, "optim.weight_decay", 0.0)
+    _integer(optim.warmup_epochs, "optim.warmup_epochs", 0)
+    _integer(optim.warmup_step, "optim.warmup_step", 1)
+    for milestone in optim.milestones:
+        _integer(milestone, "optim.milestones", 1)
+    if list(optim.milestones) != sorted(set(optim.milestones)):
+        raise ConfigError(f"optim.milestones must be increasing, got {list(optim.milestones)}")
+    _number(optim.gamma, "optim.gamma", 0.0, 1.0, low_closed=False)
+    _number(optim.label_smoothing, "optim.label_smoothing", 0.0, 0.999)
+    _integer(config.eval.every, "eval.every", 0)
+    _choice(config.eval.metric, "eval.metric", list(get_args(Metric)))
+    _choice(config.amp, "amp", list(AMP_MODES))
+    _integer(config.seed, "seed", 0)
+    if not config.output_dir:
+        raise ConfigError("output_dir must not be empty")
+    return config
+
+
+def check_dataset_fits(config: Config, dataset: ReIDDataset, world_size: int = 1) -> None:
+    """Raise :class:`ConfigError` if ``dataset`` cannot fill a P x K batch or has nothing to evaluate.
+
+    Args:
+        config: The run's config (``data.num_identities`` is P).
+        dataset: The loaded dataset.
+        world_size: Processes sharing the identities of an epoch.
+    """
+    num_identities = dataset.num_train_pids
+    needed = config.data.num_identities * world_size
+    if num_identities < needed:
+        per_rank = f" x {world_size} processes" if world_size > 1 else ""
+        raise ConfigError(
+            f"data.num_identities={config.data.num_identities}{per_rank} needs {needed} training "
+            f"identities, but {dataset.name} has {num_identities}; lower --num-identities"
+        )
+    query, gallery = dataset.query, dataset.gallery
+    valid = has_match_in_other_camera(
+        [s.pid for s in query], [s.camid for s in query], [s.pid for s in gallery], [s.camid for s in gallery]
+    )
+    if not valid.any():
+        raise ConfigError(
+            f"{dataset.name}: none of the {len(query)} queries has a gallery image of its identity from "
+            "another camera, so the run could not be evaluated"
+        )
+
+
+def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Create ``output_dir``, check it is writable, and refuse to train over an earlier run unasked.
+
+    Args:
+        output_dir: The run's output folder.
+        resume: The run continues the one in the folder.
+        overwrite: Remove the earlier run's files (only :data:`RUN_FILES`) and start afresh.
+
+    Raises:
+        ConfigError: ``output_dir`` is a file or not writable, or holds a run and neither ``resume``
+            nor ``overwrite`` is set.
+    """
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"output folder {output_dir} is a file")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot create output folder {output_dir}: {error.strerror}") from None
+    try:  # a probe, since permission bits say nothing for root or a read-only mount
+        probe, probe_path = tempfile.mkstemp(dir=output_dir, prefix=".write-test-")
+    except OSError as error:
+        raise ConfigError(f"output folder {output_dir} is not writable: {error.strerror}") from None
+    os.close(probe)
+    os.unlink(probe_path)
+    earlier = [name for name in RUN_FILES if (output_dir / name).exists()]
+    if not earlier or resume:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"{output_dir} holds an earlier run ({', '.join(earlier)}); pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --output-dir"
+        )
+    for name in earlier:
+        path = output_dir / name
+        if path.is_dir() and not path.is_symlink():
+            for event_file in path.glob("events.out.tfevents.*"):
+                event_file.unlink()
+            if not any(path.iterdir()):
+                path.rmdir()
+        else:
+            path.unlink()
