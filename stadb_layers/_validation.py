@@ -9,12 +9,25 @@ from __future__ import annotations
 import torch
 
 
-def check_feature_map(x: torch.Tensor, name: str) -> None:
-    """Raise ``ValueError`` unless ``x`` is a 4-D floating tensor laid out as (N, C, H, W)."""
+def check_feature_map(x: torch.Tensor, name: str, owner: str = "", channels: int | None = None) -> None:
+    """Raise ``ValueError`` unless ``x`` is a floating (N, C, H, W) tensor with H, W >= 1.
+
+    Shape checks only (no data is read, so no device synchronisation). An empty batch (N = 0) is allowed.
+
+    Args:
+        x: The tensor to check.
+        name: Argument name used in the messages, e.g. ``"x"``.
+        owner: Class name of the module, used in the channel message.
+        channels: The channel count the module was built for; ``None`` accepts any.
+    """
     if x.dim() != 4:
         raise ValueError(f"{name} must be a 4-D (N, C, H, W) tensor, got {x.dim()} dimensions")
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating tensor, got dtype {x.dtype}")
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{name} must have a non-empty spatial size, got H={x.shape[2]} and W={x.shape[3]}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{owner} was built for channels={channels}, got {name} with {x.shape[1]} channels")
 
 
 def check_in_interval(

@@ -57,7 +57,8 @@ class ChannelGate(nn.Module):
         dtype: Floating dtype of the parameters.
 
     Shape:
-        - Input: :math:`(N, C, H, W)`.
+        - Input: :math:`(N, C, H, W)` with :math:`C` = ``channels`` and :math:`H, W \ge 1` (else
+          ``ValueError``).
         - Output: :math:`(N, C, H, W)`.
 
     Examples:
@@ -87,7 +88,7 @@ class ChannelGate(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Return ``x`` scaled by the channel attention map."""
-        check_feature_map(x, "x")
+        check_feature_map(x, "x", "ChannelGate", self.channels)
         # Both pooled descriptors go through the shared MLP in one batched call: (2, N, C) -> (N, C).
         pooled = torch.stack((x.mean(dim=(2, 3)), x.amax(dim=(2, 3))))
         logits = self.fc2(self.act(self.fc1(pooled))).sum(dim=0)
@@ -119,7 +120,7 @@ class SpatialGate(nn.Module):
         dtype: Floating dtype of the parameters and buffers.
 
     Shape:
-        - Input: :math:`(N, C, H, W)`.
+        - Input: :math:`(N, C, H, W)` with :math:`H, W \ge 1` (else ``ValueError``).
         - Output: :math:`(N, C, H, W)`.
 
     Examples:
@@ -157,7 +158,8 @@ class SpatialGate(nn.Module):
             The gate of shape :math:`(N, 1, A, B)`.
 
         Raises:
-            ValueError: If ``pooled`` is not a 4-D floating tensor with 2 channels.
+            ValueError: If ``pooled`` is not a 4-D floating tensor with 2 channels and a non-empty
+                spatial size.
         """
         check_feature_map(pooled, "pooled")
         if pooled.shape[1] != 2:
@@ -211,7 +213,8 @@ class CBAM(nn.Module):
         dtype: Floating dtype of the parameters and buffers.
 
     Shape:
-        - Input: :math:`(N, C, H, W)`.
+        - Input: :math:`(N, C, H, W)` with :math:`C` = ``channels`` and :math:`H, W \ge 1`; otherwise
+          ``forward`` raises a one-line ``ValueError``.
         - Output: :math:`(N, C, H, W)`, same as the input.
 
     Examples:
@@ -239,7 +242,7 @@ class CBAM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the channel gate, then the spatial gate."""
-        check_feature_map(x, "x")
+        check_feature_map(x, "x", "CBAM", self.channel_gate.channels)
         out: Tensor = self.spatial_gate(self.channel_gate(x))
         return out
 

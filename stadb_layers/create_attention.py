@@ -31,7 +31,8 @@ def create_attention(name: str, channels: int, **kwargs: Any) -> nn.Module:
 
     Args:
         name: One of ``"cbam"``, ``"se"``, ``"srm"``, ``"triplet"`` (case-insensitive).
-        channels: Number of input channels, passed first positionally (ignored by triplet attention).
+        channels: Number of input channels, passed first positionally. Every module checks its input
+            against it (triplet attention has no channel-dependent parameters, only the check).
         **kwargs: Further keyword arguments of the module, e.g. ``reduction``, ``kernel_size``, ``device``.
 
     Returns:

@@ -45,7 +45,8 @@ class SE(nn.Module):
         dtype: Floating dtype of the parameters.
 
     Shape:
-        - Input: :math:`(N, C, H, W)`.
+        - Input: :math:`(N, C, H, W)` with :math:`C` = ``channels`` and :math:`H, W \ge 1`; otherwise
+          ``forward`` raises a one-line ``ValueError``.
         - Output: :math:`(N, C, H, W)`, same as the input.
 
     Examples:
@@ -75,7 +76,7 @@ class SE(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Return ``x`` scaled by the excitation gate."""
-        check_feature_map(x, "x")
+        check_feature_map(x, "x", "SE", self.channels)
         squeezed = x.mean(dim=(2, 3))
         excitation: Tensor = self.gate(self.fc2(self.act(self.fc1(squeezed))))
         return x * excitation[:, :, None, None]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +16,64 @@ from torch import Tensor, nn
 from stadb_layers._validation import check_feature_map, check_in_interval, check_positive_int
 
 __all__ = ["SRM"]
+
+
+def _style_statistics(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    r"""Per-channel mean :math:`\mu` and :math:`\sigma = \sqrt{\mathrm{Var} + \epsilon}`, each (N, C).
+
+    They are computed from :math:`x / s`, with :math:`s` a power of two at most
+    :math:`\max(1, \max_{h,w} |x|)` per sample and channel, and scaled back by :math:`s`, so no square
+    can overflow. Scaling by a power of two is exact, so for float32 and float64 inputs the result is
+    bit-identical to the plain formula wherever that one does not overflow; float16 and bfloat16 inputs
+    are computed in float32 and rounded once. :math:`s` is a constant for autograd, which is exact:
+    :math:`s \sqrt{\mathrm{Var}(x / s) + \epsilon / s^2} = \sqrt{\mathrm{Var}(x) + \epsilon}` for every
+    :math:`s > 0`.
+    """
+    work = torch.float32 if x.element_size() < 4 else x.dtype
+    peak = torch.linalg.vector_norm(x.detach(), math.inf, dim=(2, 3), keepdim=True, dtype=work)
+    scale = torch.exp2(torch.floor(torch.log2(peak.clamp(min=1.0))))
+    var, mean = torch.var_mean(x * scale.reciprocal(), dim=(2, 3), correction=0)  # exact: a power of two
+    scale = scale.flatten(1)
+    var = var + eps / (scale * scale)
+    # For huge s (float32: about 2**67) the scaled eps underflows to 0. var == 0 then means a constant
+    # channel, whose sigma is exactly sqrt(eps); the square root, infinitely steep at 0, is not evaluated.
+    zero = var == 0
+    std = torch.where(zero, math.sqrt(eps), scale * torch.sqrt(torch.where(zero, 1.0, var)))
+    return (scale * mean).to(x.dtype), std.to(x.dtype)
+
+
+class _StyleStatistics(torch.autograd.Function):
+    r""":func:`_style_statistics` with a hand-written backward that saves ``x``, never the scaled copy.
+
+    Autograd would keep the scaled copy of the input for the backward of ``var_mean``: one more
+    input-sized tensor (float32, so twice the input for 16-bit inputs). ``x`` itself is kept alive anyway by
+    the gating product. The backward is the analytic gradient
+
+    .. math::
+
+        \frac{\partial L}{\partial x} = \frac{1}{HW}\Big(\frac{\partial L}{\partial \mu}
+            + \frac{\partial L}{\partial \sigma}\,\frac{x - \mu}{\sigma}\Big),
+
+    and under ``create_graph`` it recomputes :math:`\mu, \sigma` differentiably, so double backward stays
+    exact.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+        mean, std = _style_statistics(x, eps)
+        ctx.save_for_backward(x, mean, std)
+        ctx.eps = eps
+        return mean, std
+
+    @staticmethod
+    def backward(ctx: Any, grad_mean: Tensor, grad_std: Tensor) -> tuple[Tensor, None]:
+        x, mean, std = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the gradient must be differentiable in x as well
+            mean, std = _style_statistics(x, ctx.eps)
+        positions = x.shape[2] * x.shape[3]
+        offset = (grad_mean / positions)[:, :, None, None]
+        slope = (grad_std / (positions * std))[:, :, None, None]
+        return torch.addcmul(offset, x - mean[:, :, None, None], slope), None
 
 
 class SRM(nn.Module):
@@ -52,6 +111,15 @@ class SRM(nn.Module):
         In eval mode the batch norm uses its running statistics, so any batch size (including 1) works; in
         train mode ``BatchNorm1d`` needs more than one sample, as usual.
 
+        **Range and dtype.** The style statistics are taken on a temporary per-channel copy of the input
+        scaled by a power of two (autograd keeps only the input), so they stay finite for inputs up to the
+        dtype's range (float32: about ``1e38``, where the plain formula overflows from about ``1e19``) and are
+        bit-identical to it at ordinary magnitudes for float32 and float64. The batch norm after the CFC still
+        sees :math:`z` at the input's magnitude: in train mode, with non-zero CFC weights, its running
+        variance overflows for inputs beyond about ``1e19``, as any ``BatchNorm1d`` would. The output has the
+        dtype of the input, also when a float32 module gets float16 or bfloat16 input, with or without
+        autocast. Non-finite input gives a non-finite output (nothing raises).
+
     Reference:
         Lee et al., "SRM: A Style-based Recalibration Module for Convolutional Neural Networks", ICCV 2019.
 
@@ -63,7 +131,8 @@ class SRM(nn.Module):
         dtype: Floating dtype of the parameters and buffers.
 
     Shape:
-        - Input: :math:`(N, C, H, W)`.
+        - Input: :math:`(N, C, H, W)` with :math:`C` = ``channels`` and :math:`H, W \ge 1`; otherwise
+          ``forward`` raises a one-line ``ValueError``.
         - Output: :math:`(N, C, H, W)`, same as the input.
 
     Examples:
@@ -95,14 +164,25 @@ class SRM(nn.Module):
         self.bn.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
-        """Return ``x`` scaled by the style gate."""
-        check_feature_map(x, "x")
-        var, mean = torch.var_mean(x, dim=(2, 3), correction=0)
-        std = torch.sqrt(var + self.eps)
+        """Return ``x`` scaled by the style gate, in the dtype of ``x``."""
+        check_feature_map(x, "x", "SRM", self.channels)
+        if torch.jit.is_scripting() or torch.compiler.is_compiling():
+            mean, std = _style_statistics(x, self.eps)  # the compiler decides what to keep for backward
+        else:
+            mean, std = self._eager_style_statistics(x)
         style = torch.stack((mean, std), dim=2)  # (N, C, 2)
         z = self.bn((style * self.cfc).sum(dim=2))  # channel-wise fully connected layer, (N, C)
         gate: Tensor = self.gate(z)
-        return x * gate[:, :, None, None]
+        # A float32 module on 16-bit input would otherwise promote the output to float32.
+        return x * gate.to(x.dtype)[:, :, None, None]
+
+    @torch.jit.unused
+    def _eager_style_statistics(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """:func:`_style_statistics`, through :class:`_StyleStatistics` when autograd records it."""
+        if torch.is_grad_enabled() and x.requires_grad and not torch._C._are_functorch_transforms_active():
+            statistics: tuple[Tensor, Tensor] = _StyleStatistics.apply(x, self.eps)
+            return statistics
+        return _style_statistics(x, self.eps)
 
     def extra_repr(self) -> str:
         """Describe the configuration."""

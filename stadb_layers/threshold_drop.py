@@ -11,6 +11,10 @@ has to learn from the remaining ones.
 the same computation through a custom autograd function with fused passes (see
 :class:`_ThresholdDropFunction`): a Triton kernel for CUDA tensors, a cache-blocked ATen pass on CPU, and
 the eager formulation everywhere else and under TorchScript and ``torch.compile``.
+
+Edge semantics (see :func:`self_threshold_drop`): with ``alpha``, a sample without a positive peak
+attention is left unchanged; in both modes a sample whose attention has a NaN is left unchanged, so
+non-finite values propagate to the output instead of being masked away.
 """
 
 import functools
@@ -57,16 +61,23 @@ def channel_mean_attention(x: torch.Tensor) -> torch.Tensor:
 def keep_mask_from_attention(
     attention: torch.Tensor, alpha: float | None, drop_ratio: float | None
 ) -> torch.Tensor:
-    """Boolean keep mask (N, 1, H, W) from an attention map, for exactly one of the two modes."""
+    """Boolean keep mask (N, 1, H, W) from an attention map, for exactly one of the two modes.
+
+    A position is dropped when its attention reaches the sample's threshold and the sample can be erased:
+    its attention has no NaN and, with ``alpha``, a positive peak. Other samples are kept whole. Every
+    fused backend reproduces this rule bit for bit.
+    """
+    peak = attention.amax(dim=(2, 3), keepdim=True)  # NaN if the sample's attention has a NaN
     if drop_ratio is not None:
         flat = attention.flatten(1)
         num_dropped = math.ceil(drop_ratio * flat.shape[1])
-        kth_largest = flat.topk(num_dropped, dim=1).values[:, -1:]
-        threshold = kth_largest.view(-1, 1, 1, 1)
+        threshold = flat.topk(num_dropped, dim=1).values[:, -1:].view(-1, 1, 1, 1)
+        erasable = peak == peak
     else:
         assert alpha is not None
-        threshold = alpha * attention.amax(dim=(2, 3), keepdim=True)
-    return attention < threshold
+        threshold = alpha * peak
+        erasable = peak > 0  # False for NaN too
+    return ~((attention >= threshold) & erasable)
 
 
 def self_threshold_drop(
@@ -81,7 +92,7 @@ def self_threshold_drop(
 
         A_{n,h,w} = \frac{1}{C} \sum_{c} x_{n,c,h,w}, \qquad
         \tau_n = \alpha \max_{h,w} A_{n,h,w}, \qquad
-        M_{n,h,w} = [A_{n,h,w} < \tau_n], \qquad
+        M_{n,h,w} = 1 - [A_{n,h,w} \ge \tau_n]\,[\max_{h,w} A_{n,h,w} > 0], \qquad
         y = x \odot M.
 
     This is the rule of the ADL and STADB reference code (``attention >= threshold`` is dropped). The
@@ -89,6 +100,19 @@ def self_threshold_drop(
     drops the peak position. With ``drop_ratio`` instead, :math:`\tau_n` is the k-th largest attention
     value of the sample with :math:`k = \lceil \text{drop\_ratio} \cdot H W \rceil`, so at least that
     fraction of positions is erased (ties at the threshold are erased too).
+
+    Edge cases, decided here and identical on every backend:
+
+    * **No positive peak** (``alpha`` mode): a sample whose peak attention is ``<= 0`` is left unchanged.
+      For the post-ReLU input of the paper this is an all-zero map, with no activated region to erase.
+      (The bare rule would drop nothing for a negative peak, since ``alpha`` times it lies above it,
+      but every zero-attention position at a zero peak.) ``drop_ratio`` mode ranks positions, whatever
+      their sign.
+    * **NaN**: a sample whose attention has a NaN (a NaN in ``x``, or ``+inf`` and ``-inf`` in one
+      column) is left unchanged in both modes, so the NaN reaches the output and the gradient instead
+      of leaving a clean-looking zeroed sample. Nothing raises (that would need a device sync).
+    * **Infinity**: a ``+inf`` peak is a positive peak; its positions are dropped and ``x * 0`` turns
+      their infinite values into NaN, which again reaches the output.
 
     The mask is a constant for autograd, so :math:`\partial y / \partial x = M`. Half-precision inputs
     compute the attention in float32.
@@ -107,8 +131,8 @@ def self_threshold_drop(
         mask of shape (N, 1, H, W).
 
     Raises:
-        ValueError: If ``x`` is not a 4-D floating tensor, if ``alpha`` or ``drop_ratio`` is out of range,
-            or if both are given.
+        ValueError: If ``x`` is not a 4-D floating tensor with a non-empty spatial size, if ``alpha`` or
+            ``drop_ratio`` is out of range, or if both are given.
 
     Examples:
         >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
@@ -264,8 +288,9 @@ class SelfThresholdDrop(nn.Module):
 
     In training mode the layer computes the channel-mean attention of its input, drops every position
     whose attention reaches :math:`\alpha` times the sample's peak (or the top ``drop_ratio`` fraction of
-    positions) and returns ``x * keep_mask``; see :func:`self_threshold_drop` for the formula and for how
-    the rule relates to the paper's text. In eval mode it is the identity.
+    positions) and returns ``x * keep_mask``; see :func:`self_threshold_drop` for the formula, for how
+    the rule relates to the paper's text and for the edge cases (a sample without a positive peak, or with
+    a NaN in its attention, is left unchanged). In eval mode it is the identity.
 
     After each training forward, :attr:`last_attention` (float32 for 16-bit inputs) and
     :attr:`last_keep_mask` hold the detached (N, 1, H, W) maps of that call for visualisation. They cost

@@ -52,15 +52,18 @@ class TripletAttention(nn.Module):
         Misra et al., "Rotate to Attend: Convolutional Triplet Attention Module", WACV 2021.
 
     Args:
-        channels: Unused: the module has no channel-dependent parameters. Accepted (and checked if given)
-            so that the class works as timm's ``attn_layer``, which passes the channel count first.
+        channels: Optional channel count. The module has no channel-dependent parameters; the argument
+            exists so that the class works as timm's ``attn_layer``, which passes the channel count
+            first. When given, ``forward`` checks the input against it, like the other attention
+            modules; ``None`` accepts any channel count.
         kernel_size: Odd side :math:`k` of the three square convolution kernels.
         gate_layer: Factory of the gate :math:`\sigma` (one instance per branch), called with no arguments.
         device: Device of the parameters and buffers.
         dtype: Floating dtype of the parameters and buffers.
 
     Shape:
-        - Input: :math:`(N, C, H, W)`.
+        - Input: :math:`(N, C, H, W)` with :math:`H, W \ge 1`, and :math:`C` = ``channels`` when that
+          was given; otherwise ``forward`` raises a one-line ``ValueError``.
         - Output: :math:`(N, C, H, W)`, same as the input.
 
     Examples:
@@ -79,8 +82,7 @@ class TripletAttention(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if channels is not None:
-            check_positive_int(channels, "channels")
+        self.channels = None if channels is None else check_positive_int(channels, "channels")
         self.kernel_size = check_odd_kernel_size(kernel_size, "kernel_size")
         self.cw = SpatialGate(kernel_size, gate_layer=gate_layer, device=device, dtype=dtype)
         self.hc = SpatialGate(kernel_size, gate_layer=gate_layer, device=device, dtype=dtype)
@@ -88,7 +90,7 @@ class TripletAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Return the average of the three gated copies of ``x``."""
-        check_feature_map(x, "x")
+        check_feature_map(x, "x", "TripletAttention", self.channels)
         # C-W branch: pool over H -> (N, 2, C, W); gate (N, 1, C, W) -> (N, C, 1, W).
         gate_cw = self.cw.attention_from_pooled(z_pool(x, dim=2)).transpose(1, 2)
         # H-C branch: pool over W -> (N, 2, C, H) -> (N, 2, H, C); gate (N, 1, H, C) -> (N, C, H, 1).
@@ -100,4 +102,5 @@ class TripletAttention(nn.Module):
 
     def extra_repr(self) -> str:
         """Describe the configuration."""
-        return f"kernel_size={self.kernel_size}"
+        channels = "" if self.channels is None else f"channels={self.channels}, "
+        return f"{channels}kernel_size={self.kernel_size}"

@@ -16,7 +16,8 @@ nearest sample with a different label):
     \qquad \operatorname{softplus}(x) = \log(1 + e^x).
 
 The functional form is :func:`soft_margin_batch_hard_triplet`; the module form is
-:class:`SoftMarginBatchHardTriplet`.
+:class:`SoftMarginBatchHardTriplet`. Non-finite features propagate: a batch with a NaN or infinite
+feature gives a NaN loss, never a finite one.
 """
 
 from __future__ import annotations
@@ -59,18 +60,17 @@ def _check_inputs(features: Tensor, labels: Tensor) -> None:
         )
 
 
-def _pairwise_euclidean(x: Tensor) -> Tensor:
+def _pairwise_euclidean(x: Tensor, scale: Tensor) -> Tensor:
     """Euclidean distance matrix of the rows of ``x`` (N >= 1, D >= 1) from the Gram matrix.
 
-    The features are rescaled to a largest coordinate of 1 and centred before the Gram matrix is
-    formed: the distances do not change, but huge inputs cannot overflow and a large common offset
-    does not cancel catastrophically. The scales are detached, which is exact because the distance is
-    positively homogeneous of degree one. The diagonal is exactly zero, and squared distances at or
-    below the floor (coinciding rows) give exactly zero with a zero gradient instead of the infinite
-    slope of ``sqrt`` at 0.
+    ``scale`` is ``x.detach().abs().amax()``, which the caller also needs. The features are rescaled to a
+    largest coordinate of 1 and centred before the Gram matrix is formed: the distances do not change, but
+    huge inputs cannot overflow and a large common offset does not cancel catastrophically. The scales are
+    detached, which is exact because the distance is positively homogeneous of degree one. The diagonal is
+    exactly zero, and squared distances at or below the floor (coinciding rows) give exactly zero with a zero
+    gradient instead of the infinite slope of ``sqrt`` at 0.
     """
     one = torch.ones((), dtype=x.dtype, device=x.device)
-    scale = x.detach().abs().amax()
     scale = torch.where(scale > 0, scale, one)
     x = x / scale
     x = x - x.mean(dim=0, keepdim=True)
@@ -104,7 +104,11 @@ def _batch_hard_loss(
         x = F.normalize(x, p=2.0, dim=1)
     labels = labels.to(device=x.device)
 
-    dist = _pairwise_euclidean(x)
+    magnitude = x.detach().abs().amax()
+    # 0, or NaN when a feature is NaN or infinite: added to every anchor's loss, because the masks below
+    # would turn NaN distances into a finite loss (ln 2 with the soft margin). No device sync.
+    nonfinite = magnitude * 0.0
+    dist = _pairwise_euclidean(x, magnitude)
     same = labels.unsqueeze(0) == labels.unsqueeze(1)
     eye = torch.eye(n, dtype=torch.bool, device=x.device)
     positive = same & ~eye
@@ -119,7 +123,7 @@ def _batch_hard_loss(
     zeros = torch.zeros_like(hardest_positive)
     gap = torch.where(valid, hardest_positive - hardest_negative, zeros)
     per_anchor = F.softplus(gap) if margin is None else F.relu(gap + margin)
-    per_anchor = torch.where(valid, per_anchor, zeros)
+    per_anchor = torch.where(valid, per_anchor, zeros) + nonfinite
 
     if reduction == "none":
         return per_anchor
@@ -193,7 +197,9 @@ def soft_margin_batch_hard_triplet(
         that were left out. The dtype is ``float32`` for 16-bit ``features`` and the dtype of
         ``features`` otherwise. When no anchor is valid -- including an empty batch ``N == 0``, which
         is allowed -- the loss is ``0`` and stays connected to ``features``, so ``backward()`` gives
-        zero gradients.
+        zero gradients. If any feature is NaN or infinite the loss is NaN (every entry for ``"none"``)
+        and its gradients contain NaN: non-finite features propagate, they never give a finite loss,
+        and nothing raises (that would need a device sync).
 
     Note:
         Keyword-only arguments are not TorchScript; to script the loss, script

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from stadb_layers.cbam import CBAM, SpatialGate, z_pool
+from stadb_layers.cbam import CBAM, ChannelGate, SpatialGate, z_pool
 from stadb_layers.create_attention import create_attention
 from stadb_layers.se import SE
 from stadb_layers.srm import SRM
@@ -285,6 +285,101 @@ def test_srm_official_unbiased_std_would_be_nan_at_1x1() -> None:
     assert torch.isfinite(SRM(3).eval()(x)).all()
 
 
+@pytest.mark.parametrize("scale", [1e20, 1e30])
+@pytest.mark.parametrize("shape", [(3, 6, 5, 4), (3, 6, 1, 1)])
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("official_init", [True, False])
+def test_srm_is_finite_at_large_magnitude(
+    scale: float, shape: Shape, train: bool, official_init: bool
+) -> None:
+    # The plain float32 variance overflows from about 1e19 (at 1e20 the zero CFC gave 0 * inf = NaN).
+    m = (SRM(6) if official_init else build("srm", 6, torch.float32, scale=1.0)).train(train)
+    x = (randn(shape, torch.float32, 0) * scale).requires_grad_(True)
+    out = m(x)
+    assert torch.isfinite(out).all()
+    if not train:  # in train mode the batch norm's own variance of z ~ scale overflows in backward
+        out.sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@FAST
+@given(
+    shape=shapes,
+    exponent=st.integers(-120, 120),
+    constant=st.booleans(),
+    eps=st.sampled_from([1e-8, 1e-5, 0.5]),
+    seed=seeds,
+)
+def test_srm_style_statistics_match_float64_at_any_magnitude(
+    shape: Shape, exponent: int, constant: bool, eps: float, seed: int
+) -> None:
+    # float32 input of any magnitude 2**exponent, against the plain formula evaluated in float64.
+    from stadb_layers.srm import _style_statistics  # a private helper
+
+    x = randn(shape, torch.float32, seed) * 2.0**exponent
+    if constant:  # a constant channel (as a 1 x 1 map): sigma is sqrt(eps) and its gradient 0
+        x = x[:, :, :1, :1].expand(shape).contiguous()
+    x.requires_grad_(True)
+    mean, std = _style_statistics(x, eps)
+    flat = x.detach().double().flatten(2)
+    var64, mean64 = torch.var_mean(flat, dim=2, correction=0)
+    std64 = torch.sqrt(var64 + eps)
+    assert mean.dtype == std.dtype == torch.float32
+    torch.testing.assert_close(mean, mean64.float(), rtol=1e-5, atol=1e-6 * 2.0**exponent)
+    torch.testing.assert_close(std, std64.float(), rtol=1e-5, atol=0)
+    (mean.sum() + std.sum()).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_srm_backward_keeps_no_scaled_copy(dtype: torch.dtype) -> None:
+    # The statistics of the scaled copy have a hand-written backward: autograd keeps x (alive anyway for
+    # the gating product) and (N, C)-sized tensors, not the copy (float32, twice x for 16-bit input).
+    m = SRM(64).train()
+    x = randn((4, 64, 12, 8), dtype, 0).requires_grad_(True)
+    saved: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = m(x)
+    saved.pop(x.untyped_storage().data_ptr())
+    assert max(saved.values()) < x.numel() * x.element_size() / 8  # (N, C) statistics and gates only
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_srm_gradients_match_autograd_of_the_formula(train: bool) -> None:
+    # First and second order: the hand-written backward against autograd of the reference formula.
+    m = build("srm", 3, seed=7).train(train)
+    x = randn((2, 3, 4, 3), torch.float64, 7).requires_grad_(True)
+    grad = randn((2, 3, 4, 3), torch.float64, 8)
+    (ours,) = torch.autograd.grad(m(x), x, grad)
+    (expected,) = torch.autograd.grad(srm_ref(m, x, train), x, grad)
+    torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradgradcheck(m, (x,))
+
+
+@pytest.mark.parametrize(
+    ("module_dtype", "input_dtype"),
+    # Every dtype with itself, and the mixed pairs that batch norm accepts (16-bit input, float32 module).
+    [(dtype, dtype) for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16)]
+    + [(torch.float32, torch.bfloat16), (torch.float32, torch.float16)],
+)
+@pytest.mark.parametrize("train", [False, True])
+def test_srm_output_has_the_input_dtype(
+    module_dtype: torch.dtype, input_dtype: torch.dtype, train: bool
+) -> None:
+    m = build("srm", 8, module_dtype, seed=5).train(train)
+    x = randn((3, 8, 4, 5), input_dtype, 5)
+    out = m(x)
+    assert out.dtype == input_dtype
+    assert torch.isfinite(out).all()
+
+
 def test_srm_zero_initialised_cfc_gives_half_gate() -> None:
     m = SRM(8, dtype=torch.float64)
     assert torch.equal(m.cfc, torch.zeros(8, 2, dtype=torch.float64))
@@ -547,20 +642,54 @@ def test_bad_constructor_arguments(factory: Callable[[], nn.Module], match: str)
         (torch.randn(4, 5, 6), r"x must be a 4-D \(N, C, H, W\) tensor, got 3 dimensions"),
         (torch.randn(1, 4, 5, 6, 2), "x must be a 4-D"),
         (torch.ones(2, 4, 5, 6, dtype=torch.int64), "x must be a floating tensor, got dtype torch.int64"),
+        (torch.randn(2, 3, 5, 6), "{cls} was built for channels=4, got x with 3 channels"),
+        (torch.randn(2, 6, 5, 6), "{cls} was built for channels=4, got x with 6 channels"),
+        (torch.randn(2, 4, 0, 6), "x must have a non-empty spatial size, got H=0 and W=6"),
+        (torch.randn(2, 4, 5, 0), "x must have a non-empty spatial size, got H=5 and W=0"),
+        (torch.randn(0, 4, 0, 0), "x must have a non-empty spatial size, got H=0 and W=0"),
     ],
 )
-def test_bad_input(name: str, x: Tensor, match: str) -> None:
-    m = LAYERS[name](4).eval()
-    with pytest.raises(ValueError, match=match):
+@pytest.mark.parametrize("train", [False, True])
+def test_bad_input(name: str, x: Tensor, match: str, train: bool) -> None:
+    m = LAYERS[name](4).train(train)
+    with pytest.raises(ValueError, match=match.format(cls=type(m).__name__)) as raised:
         m(x)
+    assert "\n" not in str(raised.value)
 
 
-def test_triplet_attention_ignores_channels() -> None:
+@pytest.mark.parametrize(
+    ("module", "x", "match"),
+    [
+        (
+            ChannelGate(4),
+            torch.randn(1, 5, 3, 3),
+            "ChannelGate was built for channels=4, got x with 5 channels",
+        ),
+        (ChannelGate(4), torch.randn(1, 4, 3, 0), "x must have a non-empty spatial size"),
+        (SpatialGate(3), torch.randn(1, 4, 0, 3), "x must have a non-empty spatial size"),
+    ],
+)
+def test_gates_name_bad_input(module: nn.Module, x: Tensor, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        module(x)
+
+
+@pytest.mark.filterwarnings(r"ignore:var_mean\(\). degrees of freedom:UserWarning")  # SRM, N = 0
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("train", [False, True])
+def test_empty_batch_is_allowed(name: str, train: bool) -> None:
+    x = torch.randn(0, 4, 5, 6)
+    assert LAYERS[name](4).train(train)(x).shape == x.shape
+
+
+def test_triplet_attention_checks_channels_only_when_given() -> None:
     x = torch.randn(2, 6, 5, 4)
     a = randomize_(TripletAttention()).eval()
-    b = TripletAttention(123).eval()
+    b = TripletAttention(6).eval()
     b.load_state_dict(a.state_dict())
     torch.testing.assert_close(a(x), b(x), atol=0, rtol=0)
+    assert a(torch.randn(1, 9, 3, 3)).shape == (1, 9, 3, 3)  # channels=None accepts any count
+    assert "channels=6, kernel_size=7" in repr(b) and "channels" not in repr(a)
 
 
 @FAST

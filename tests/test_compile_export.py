@@ -76,6 +76,19 @@ def test_compile_fullgraph_matches_eager(name: str, training: bool) -> None:
     torch.testing.assert_close(compiled(feature_map()), reference(feature_map()))
 
 
+@pytest.mark.parametrize("name", ["CBAM", "SE", "SRM", "TripletAttention"])
+def test_channel_check_survives_script_and_compile(name: str) -> None:
+    # The checks read shapes only, so they stay in the scripted and compiled forms. (With
+    # fullgraph=True, Dynamo reports any raise as an "Observed exception" graph break instead.)
+    module = FEATURE_MAP_LAYERS[name]().eval()
+    wrong = torch.randn(2, CHANNELS // 2, 7, 5)
+    message = f"{name} was built for channels={CHANNELS}, got x with {CHANNELS // 2} channels"
+    with pytest.raises(torch.jit.Error, match=message):
+        torch.jit.script(module)(wrong)
+    with pytest.raises(ValueError, match=message):
+        torch.compile(module)(wrong)
+
+
 @pytest.mark.parametrize("name", FEATURE_MAP_LAYERS)
 def test_onnx_export_eval_mode_matches_onnxruntime(name: str, tmp_path: Path) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
@@ -99,5 +112,8 @@ def test_triplet_loss_script_and_compile(margin: float | None) -> None:
     features, labels = embeddings()
     loss = SoftMarginBatchHardTriplet(margin=margin)
     expected = loss(features, labels)
-    torch.testing.assert_close(torch.jit.script(loss)(features, labels), expected)
-    torch.testing.assert_close(torch.compile(loss, fullgraph=True)(features, labels), expected)
+    scripted, compiled = torch.jit.script(loss), torch.compile(loss, fullgraph=True)
+    torch.testing.assert_close(scripted(features, labels), expected)
+    torch.testing.assert_close(compiled(features, labels), expected)
+    features[3, 1] = float("nan")  # non-finite features propagate in every form
+    assert scripted(features, labels).isnan() and compiled(features, labels).isnan()

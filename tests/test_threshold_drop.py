@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from stadb_layers.threshold_drop import SelfThresholdDrop, self_threshold_drop
+from stadb_layers.threshold_drop import SelfThresholdDrop, channel_mean_attention, self_threshold_drop
 
 shapes = st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 7), st.integers(1, 7))
 alphas = st.floats(0.05, 1.0, exclude_min=False)
@@ -18,7 +18,7 @@ float_dtypes = st.sampled_from([np.float32, np.float64])
 def feature_maps(draw: st.DrawFn, elements: st.SearchStrategy[float] | None = None) -> torch.Tensor:
     shape = draw(shapes)
     dtype = draw(float_dtypes)
-    values = elements or st.floats(-4, 4, width=32)
+    values = elements if elements is not None else st.floats(-4, 4, width=32)
     return torch.from_numpy(draw(arrays(dtype, shape, elements=values)))
 
 
@@ -61,6 +61,90 @@ def test_peak_is_dropped_when_positive(x: torch.Tensor, alpha: float) -> None:
     _, keep = self_threshold_drop(x, alpha=alpha)
     peaks = attention.flatten(1).argmax(dim=1)
     assert not keep.flatten(1).gather(1, peaks[:, None]).any()
+
+
+@st.composite
+def signed_feature_maps(draw: st.DrawFn) -> torch.Tensor:
+    """Feature maps whose samples each get a sign pattern and a magnitude, peak exactly 0 included."""
+    x = draw(feature_maps(st.floats(0, 4, width=32)))
+    samples = []
+    for sample in x:
+        kind = draw(st.sampled_from(["mixed", "positive", "negative", "zeros", "zero peak"]))
+        magnitude = draw(st.sampled_from([1e-30, 1e-3, 1.0, 1e3, 1e30]))
+        if kind == "mixed":
+            sample = (sample - 2) * magnitude
+        elif kind == "positive":
+            sample = sample * magnitude
+        elif kind == "negative":
+            sample = -(sample + 1) * magnitude
+        elif kind == "zeros":
+            sample = torch.zeros_like(sample)
+        else:
+            sample = -sample * magnitude
+            sample[:, 0, 0] = 0.0
+        samples.append(sample)
+    return torch.stack(samples)
+
+
+@settings(deadline=None, max_examples=80)
+@given(x=signed_feature_maps(), alpha=alphas)
+def test_alpha_rule_over_signs_and_magnitudes(x: torch.Tensor, alpha: float) -> None:
+    # Positive peak: exactly the authors' rule (attention >= alpha * peak is dropped). Peak <= 0 (for
+    # post-ReLU input an all-zero map): the sample is left unchanged. Eager and fused paths agree.
+    out, keep = self_threshold_drop(x, alpha=alpha)
+    attention = channel_mean_attention(x)
+    peak = attention.amax(dim=(2, 3), keepdim=True)
+    authors_keep = ~(attention >= alpha * peak)
+    assert torch.equal(keep, torch.where(peak > 0, authors_keep, torch.ones_like(keep)))
+    for sample in range(x.shape[0]):
+        if not peak[sample] > 0:
+            assert keep[sample].all() and torch.equal(out[sample], x[sample])
+    layer = SelfThresholdDrop(alpha)
+    assert torch.equal(layer(x), out)
+    assert layer.last_keep_mask is not None and torch.equal(layer.last_keep_mask, keep)
+
+
+@settings(deadline=None, max_examples=30)
+@given(x=signed_feature_maps(), drop_ratio=st.floats(0.01, 0.99))
+def test_drop_ratio_ranks_whatever_the_sign(x: torch.Tensor, drop_ratio: float) -> None:
+    _, keep = self_threshold_drop(x, drop_ratio=drop_ratio)
+    num_dropped = math.ceil(drop_ratio * x.shape[2] * x.shape[3])
+    assert ((~keep).flatten(1).sum(dim=1) >= num_dropped).all()
+
+
+@pytest.mark.parametrize("mode", [{"alpha": 0.8}, {"drop_ratio": 0.3}], ids=["alpha", "drop_ratio"])
+@pytest.mark.parametrize("poison", ["nan", "inf_minus_inf"])
+@pytest.mark.parametrize("use_module", [False, True], ids=["function", "module"])
+def test_nan_sample_is_left_unchanged(mode: dict[str, float], poison: str, use_module: bool) -> None:
+    # Not a zeroed sample that looks clean: the NaN reaches the output and the gradient.
+    x = torch.rand(3, 4, 5, 6, generator=torch.Generator().manual_seed(0))
+    if poison == "nan":
+        x[1, 2, 3, 4] = math.nan
+    else:  # finite attention nowhere near: inf - inf in one column
+        x[1, 0, 3, 4], x[1, 1, 3, 4] = math.inf, -math.inf
+    x.requires_grad_(True)
+    if use_module:
+        layer = SelfThresholdDrop(mode.get("alpha"), drop_ratio=mode.get("drop_ratio"))
+        out, keep = layer(x), layer.last_keep_mask
+        assert keep is not None
+    else:
+        out, keep = self_threshold_drop(x, **mode)
+    assert keep[1].all()
+    torch.testing.assert_close(out[1], x[1], rtol=0, atol=0, equal_nan=True)
+    expected, expected_keep = self_threshold_drop(x.detach()[[0, 2]], **mode)
+    assert torch.equal(out[[0, 2]], expected) and torch.equal(keep[[0, 2]], expected_keep)
+    grad = torch.randn_like(x)
+    out.backward(grad)
+    assert x.grad is not None and torch.equal(x.grad[1], grad[1])
+
+
+def test_infinite_peak_is_dropped_and_reaches_the_output_as_nan() -> None:
+    x = torch.rand(2, 4, 3, 5, generator=torch.Generator().manual_seed(1))
+    x[0, :, 1, 2] = math.inf
+    out, keep = self_threshold_drop(x, alpha=0.8)
+    assert (~keep[0]).nonzero().tolist() == [[0, 1, 2]]  # only the infinite peak is dropped
+    assert out[0, :, 1, 2].isnan().all()  # inf * 0
+    assert torch.equal(out[0][keep[0].expand(4, 3, 5)], x[0][keep[0].expand(4, 3, 5)])
 
 
 def test_alpha_one_drops_the_peak_reference_rule() -> None:
@@ -206,6 +290,8 @@ def test_bad_arguments(kwargs: dict, message: str) -> None:
         (torch.rand(2, 3, 4), "x must be a 4-D"),
         (torch.rand(1, 2, 3, 4, 5), "x must be a 4-D"),
         (torch.ones(1, 2, 3, 4, dtype=torch.int64), "x must be a floating tensor"),
+        (torch.rand(2, 3, 0, 4), "x must have a non-empty spatial size, got H=0 and W=4"),
+        (torch.rand(2, 3, 4, 0), "x must have a non-empty spatial size, got H=4 and W=0"),
     ],
 )
 def test_bad_input(x: torch.Tensor, message: str) -> None:

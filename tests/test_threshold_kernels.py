@@ -204,16 +204,36 @@ def test_triton_inplace(device: str, mode: dict[str, float], layout: str) -> Non
     assert_bitwise_equal(source.grad, 2.0 * expected_keep.expand_as(source).to(torch.float32))
 
 
+def edge_samples(device: str) -> torch.Tensor:
+    """A (7, 6, 2, 3) float32 input with one sample per edge case of the drop rule, then an ordinary one."""
+    x = make_input((7, 6, 2, 3), torch.float32, device)
+    x[0, 2, 1, 1] = float("nan")  # NaN attention: kept whole
+    x[1, :, 0, 2] = float("inf")  # +inf peak: only the peak is dropped (and its inf * 0 is NaN)
+    x[2] = -x[2].abs() - 1  # negative peak: kept whole with alpha
+    x[3] = -x[3].abs()
+    x[3, :, 1, 0] = 0.0  # peak exactly 0: kept whole with alpha
+    x[4] = 0.0  # all-zero map (post-ReLU with nothing activated): kept whole with alpha
+    x[5, 0, 0, 0], x[5, 1, 0, 0] = float("inf"), float("-inf")  # inf - inf: NaN attention, kept whole
+    return x
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # NaN * 0 in the interpreter
-@pytest.mark.parametrize("device", TRITON_DEVICES)
-def test_triton_nan_and_infinity_follow_amax(device: str) -> None:
-    x = make_input((3, 6, 2, 3), torch.float32, device)
-    x[0, 2, 1, 1] = float("nan")  # sample 0: NaN attention -> NaN threshold -> everything dropped
-    x[1, :, 0, 2] = float("inf")  # sample 1: +inf peak -> threshold inf -> only the peak dropped
-    expected_out, _, expected_keep = reference(x, {"alpha": 0.8})
+@pytest.mark.parametrize(
+    ("backend", "device"),
+    [pytest.param("cpu", "cpu", id="cpu_pass")]
+    + [pytest.param("triton", p.values[0], id=p.id, marks=p.marks) for p in TRITON_DEVICES],
+)
+@pytest.mark.parametrize("mode", MODES)
+def test_edge_samples_match_reference(backend: str, device: str, mode: dict[str, float]) -> None:
+    x = edge_samples(device)
+    expected_out, _, expected_keep = reference(x, mode)
     with small_tiles():
-        out, _, keep = _fused_threshold_drop(x, 0.8, None, backend="triton")
-    assert not keep[0].any() and int((~keep[1]).sum()) == 1
+        out, _, keep = _fused_threshold_drop(x, mode.get("alpha"), mode.get("drop_ratio"), backend=backend)
+    whole = [0, 2, 3, 4, 5] if "alpha" in mode else [0, 5]  # drop_ratio ranks whatever the sign
+    assert keep[whole].all() and not keep[[1, 6]].all()
+    assert_bitwise_equal(out[whole], x[whole])
+    if "alpha" in mode:
+        assert int((~keep[1]).sum()) == 1
     assert_bitwise_equal(keep, expected_keep)
     assert_bitwise_equal(out, expected_out)
 

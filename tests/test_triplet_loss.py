@@ -403,6 +403,38 @@ def test_cpu_bf16_autocast_keeps_float32_accuracy() -> None:
     torch.testing.assert_close(got_bf16_in, want_bf16, rtol=1e-6, atol=1e-6)
 
 
+@settings(deadline=None, max_examples=60)
+@given(
+    value=st.sampled_from([math.nan, math.inf, -math.inf]),
+    position=st.tuples(st.integers(0, 5), st.integers(0, 3)),
+    # With valid anchors, with none (all labels distinct, or a single label).
+    labels=st.sampled_from([[0, 0, 1, 1, 2, 2], [0, 1, 2, 3, 4, 5], [7] * 6]),
+    normalize=st.booleans(),
+    margin=st.sampled_from([None, 0.0, 0.3]),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.float16]),
+)
+def test_nonfinite_features_give_a_nan_loss(
+    value: float,
+    position: tuple[int, int],
+    labels: list[int],
+    normalize: bool,
+    margin: float | None,
+    reduction: str,
+    dtype: torch.dtype,
+) -> None:
+    # Propagate, never a finite stand-in: the masks used to turn NaN distances into 0 and report ln 2.
+    features = torch.randn(6, 4, generator=torch.Generator().manual_seed(9)).to(dtype)
+    features[position] = value
+    features.requires_grad_(True)
+    loss = soft_margin_batch_hard_triplet(
+        features, torch.tensor(labels), normalize=normalize, margin=margin, reduction=reduction
+    )
+    assert loss.shape == ((6,) if reduction == "none" else ()) and loss.isnan().all()
+    loss.sum().backward()  # NaN gradients are fine; backward itself must work
+    assert features.grad is not None
+
+
 # --------------------------------------------------------------------------------------------------
 # Input checks
 # --------------------------------------------------------------------------------------------------

@@ -102,11 +102,12 @@ if triton is not None:
         """``out[n, c] = x[n, c] * keep[n]`` for one (channel block, sample) tile.
 
         With ``KEEP_GIVEN`` the keep mask is read from ``keep_ptr`` (uint8, (N, H*W)). Otherwise it is
-        ``attention[n] < alpha * max(attention[n])`` (float32 attention, (N, H*W)), NaN anywhere in the
-        row giving a NaN threshold (drop everything) as ``amax`` does, and the first channel block
-        stores it to ``keep_ptr``. With ``FLAT_POSITIONS`` the (H, W) plane of ``x`` and ``out`` is one
-        strided axis of step ``stride_xw`` / ``stride_ow`` (contiguous and channels-last tensors), which
-        lets Triton vectorise the accesses; otherwise positions are split into (h, w).
+        ``attention[n] < alpha * max(attention[n])`` (float32 attention, (N, H*W)), except that a row
+        with a NaN or without a positive maximum is kept whole (the rule of
+        ``keep_mask_from_attention``); the first channel block stores it to ``keep_ptr``. With
+        ``FLAT_POSITIONS`` the (H, W) plane of ``x`` and ``out`` is one strided axis of step
+        ``stride_xw`` / ``stride_ow`` (contiguous and channels-last tensors), which lets Triton vectorise
+        the accesses; otherwise positions are split into (h, w).
         """
         channel_block = tl.program_id(0)
         # Reverse sample order: the attention pass read the last samples last, so they are still in L2.
@@ -127,7 +128,10 @@ if triton is not None:
                 )
                 row_max = tl.maximum(row_max, values)
                 nan_count += (values != values).to(tl.int32)
-            threshold = tl.max(row_max, axis=0) * alpha
+            peak = tl.max(row_max, axis=0)
+            # A NaN threshold keeps the whole row below, since ``x >= NaN`` is false. tl.maximum may skip
+            # NaN, hence the count.
+            threshold = tl.where(peak > 0, peak * alpha, float("nan"))
             threshold = tl.where(tl.sum(nan_count, axis=0) > 0, float("nan"), threshold)
 
         for start in range(0, num_positions, BLOCK_HW):
@@ -137,7 +141,7 @@ if triton is not None:
                 keep = tl.load(keep_ptr + row + positions, mask=position_mask, other=0) != 0
             else:
                 attention = tl.load(attention_ptr + row + positions, mask=position_mask, other=0.0)
-                keep = attention < threshold
+                keep = ~(attention >= threshold)  # in an erasable row (no NaN): attention < threshold
                 if channel_block == 0:
                     tl.store(keep_ptr + row + positions, keep.to(tl.uint8), mask=position_mask)
             if FLAT_POSITIONS:
@@ -242,7 +246,8 @@ def threshold_and_apply(
         out: Output tensor shaped like ``x``; may be ``x`` itself (in place).
 
     Returns:
-        The boolean keep mask, (N, 1, H, W): ``attention < alpha * attention.amax((2, 3))``.
+        The boolean keep mask, (N, 1, H, W): ``attention < alpha * attention.amax((2, 3))``, all True for
+        a sample whose attention has a NaN or a peak ``<= 0``.
     """
     if attention.dtype != torch.float32:
         raise ValueError(f"attention must be float32, got {attention.dtype}")
