@@ -271,6 +271,10 @@ def _train(
     checkpoint_path = output_dir / CHECKPOINT_NAME
     if context.is_main:  # torchrun stops the other ranks if this raises
         prepare_output_dir(output_dir, resume=resume, overwrite=overwrite)
+    # A checkpoint is read before the slow dataset and model builds, so a bad one fails fast.
+    saved = load_latest_checkpoint(checkpoint_path, log=log) if resume else None
+    if resume and saved is None:
+        log(f"no checkpoint in {output_dir}: starting from scratch")
     if dataset is None:
         # Rank 0 first: it generates the synthetic dataset when missing, the others then read it.
         if not context.is_main:
@@ -300,9 +304,6 @@ def _train(
     history: list[dict[str, Any]] = []
     last_saved = "none yet"
     first_epoch, step, partial_loss, train_seconds = 1, 0, 0.0, 0.0
-    saved = load_latest_checkpoint(checkpoint_path, log=log) if resume else None
-    if resume and saved is None:
-        log(f"no checkpoint in {output_dir}: starting from scratch")
     if saved is not None:
         state, path = saved
         try:
