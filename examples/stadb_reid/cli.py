@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from .config import Config, ConfigError, config_files_set, load_config
+from .errors import ReIDError
 
 try:  # recent typer releases vendor click; main() needs its exception classes to print them in one line
     from typer._click import exceptions as click_exceptions
@@ -337,13 +338,8 @@ def main() -> None:
     """Entry point of the ``stadb-reid`` console script: every failure is one line on stderr.
 
     Exit codes: 2 for usage, config, data and checkpoint errors; 1 when training diverged; 130 when
-    interrupted (after saving a checkpoint).
+    interrupted (after saving a checkpoint). See :mod:`stadb_reid.errors`.
     """
-    from .data import ReIDDataError
-    from .engine import TrainingDivergedError, TrainingInterruptedError
-    from .engine.checkpoint import CheckpointError
-    from .model import PretrainedWeightsUnavailableError, WeightsFileError
-
     try:
         code = app(standalone_mode=False)
     except click_exceptions.UsageError as usage:
@@ -353,19 +349,10 @@ def main() -> None:
         where = f" (see {usage.ctx.command_path} --help)" if usage.ctx is not None else ""
         typer.echo(f"error: {usage.format_message()}{where}", err=True)
         raise SystemExit(2) from None
-    except (
-        ConfigError,
-        ReIDDataError,
-        CheckpointError,
-        PretrainedWeightsUnavailableError,
-        WeightsFileError,
-    ) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise SystemExit(2) from None
-    except TrainingDivergedError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise SystemExit(1) from None
-    except (TrainingInterruptedError, typer.Abort) as interruption:
-        typer.echo(f"interrupted: {interruption}", err=True)
+    except ReIDError as error:
+        typer.echo(f"{error.label}: {error}", err=True)
+        raise SystemExit(error.exit_code) from None
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
         raise SystemExit(130) from None
     raise SystemExit(code if isinstance(code, int) else 0)

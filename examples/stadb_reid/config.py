@@ -6,19 +6,71 @@ config file is an error that names the key, not a silently ignored setting.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["CONFIG_DIR", "Config", "ConfigError", "config_files_set", "load_config"]
+from .errors import ConfigError
+
+__all__ = [
+    "CONFIG_DIR",
+    "AmpMode",
+    "AttentionType",
+    "Choice",
+    "Config",
+    "ConfigError",
+    "DistanceMetric",
+    "Variant",
+    "config_files_set",
+    "load_config",
+]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
-class ConfigError(ValueError):
-    """A config file or override does not fit the schema."""
+class Choice(str, Enum):
+    """A config value with a fixed set of spellings: compares equal to, and prints as, its value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Variant(Choice):
+    """Which heads run: the ablations of the paper's Table 6, and the BDB comparator."""
+
+    GLOBAL = "global"
+    GLOBAL_DROP = "global_drop"
+    GLOBAL_ATTENTION = "global_attention"
+    STADB = "stadb"
+    BDB = "bdb"
+
+
+class AttentionType(Choice):
+    """The attention module of the second head (the paper's Table 8); names of ``create_attention``."""
+
+    CBAM = "cbam"
+    SE = "se"
+    SRM = "srm"
+    TRIPLET = "triplet"
+
+
+class AmpMode(Choice):
+    """Mixed precision: off (fp32), bf16 (CPU and CUDA) or fp16 with loss scaling (CUDA)."""
+
+    OFF = "off"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+class DistanceMetric(Choice):
+    """Distance between embeddings at evaluation."""
+
+    EUCLIDEAN = "euclidean"
+    SQEUCLIDEAN = "sqeuclidean"
+    COSINE = "cosine"
 
 
 @dataclass
@@ -40,8 +92,8 @@ class DataConfig:
 class ModelConfig:
     """Network variant and its hyper-parameters (paper values by default)."""
 
-    variant: str = "stadb"
-    attention: str = "cbam"
+    variant: Variant = Variant.STADB
+    attention: AttentionType = AttentionType.CBAM
     alpha: float = 0.8
     rho: float = 0.25
     backbone: str = "resnet50"
@@ -74,7 +126,7 @@ class EvalConfig:
     every: int = 0
     flip: bool = False
     rerank: bool = False
-    metric: str = "euclidean"
+    metric: DistanceMetric = DistanceMetric.EUCLIDEAN
 
 
 @dataclass
@@ -93,7 +145,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     output_dir: str = "outputs/run"
     device: str = "cpu"
-    amp: str = "off"
+    amp: AmpMode = AmpMode.OFF
     channels_last: bool = False
     compile: bool = False
     deterministic: bool = False
@@ -143,7 +195,8 @@ def load_config(
         merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(dotlist or []))
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
-        raise ConfigError(str(error).splitlines()[0]) from error
+        where = f"{error.full_key}: " if getattr(error, "full_key", None) else ""
+        raise ConfigError(where + str(error).splitlines()[0]) from error
     assert isinstance(config, Config)
     return config
 
@@ -164,6 +217,15 @@ def config_files_set(files: Sequence[str | Path] | None, key: str) -> bool:
 
 def config_to_dict(config: Config) -> dict[str, Any]:
     """Plain nested dict of a config, for JSON metrics and checkpoints."""
-    plain = OmegaConf.to_container(OmegaConf.structured(config))
+    plain = _without_enums(OmegaConf.to_container(OmegaConf.structured(config)))
     assert isinstance(plain, dict)
-    return {str(key): value for key, value in plain.items()}
+    return plain
+
+
+def _without_enums(value: Any) -> Any:
+    # Plain strings, so the dict goes into JSON and into checkpoints read with weights_only=True.
+    if isinstance(value, dict):
+        return {str(key): _without_enums(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_enums(item) for item in value]
+    return value.value if isinstance(value, Enum) else value

@@ -61,16 +61,16 @@ def train_arguments(tmp_path: Path, *extra: str) -> list[str]:
     [
         ("model.alpha=2", "model.alpha must lie in (0.0, 1.0], got 2"),
         ("model.rho=1.5", "model.rho must lie in [0.0, 1.0], got 1.5"),
-        ("model.variant=foo", "model.variant must be one of global, global_drop"),
+        ("model.variant=foo", "model.variant: Invalid value 'foo', expected one of [GLOBAL, GLOBAL_DROP"),
         ("model.backbone=vgg16", "model.backbone must be a timm ResNet"),
-        ("model.attention=foo", "model.attention: name must be one of"),
-        ("eval.metric=foo", "eval.metric must be one of euclidean, sqeuclidean, cosine"),
+        ("model.attention=foo", "model.attention: Invalid value 'foo', expected one of [CBAM, SE, SRM"),
+        ("eval.metric=foo", "eval.metric: Invalid value 'foo', expected one of [EUCLIDEAN"),
         ("data.num_workers=-1", "data.num_workers must be an integer >= 0, got -1"),
         ("optim.epochs=0", "optim.epochs must be an integer >= 1, got 0"),
         ("optim.epochs=-3", "optim.epochs must be an integer >= 1, got -3"),
         ("optim.base_lr=0", "optim.base_lr must lie in (0.0, inf)"),
         ("optim.milestones=[30, 20]", "optim.milestones must be increasing"),
-        ("amp=fp8", "amp must be one of off, bf16, fp16"),
+        ("amp=fp8", "amp: Invalid value 'fp8', expected one of [OFF, BF16, FP16]"),
     ],
 )
 def test_bad_set_values_are_refused_before_anything_runs(

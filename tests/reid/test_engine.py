@@ -2,14 +2,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from typer.testing import CliRunner
 
 from stadb_reid.cli import app
-from stadb_reid.config import CONFIG_DIR, ConfigError, load_config
+from stadb_reid.config import CONFIG_DIR, ConfigError, config_to_dict, load_config
 from stadb_reid.engine import learning_rate, load_checkpoint
+from stadb_reid.engine.evaluate import flatten
 
 
 def paper_rule(epoch: int) -> float:
@@ -181,3 +183,22 @@ def test_cli_reports_user_errors_in_one_line(tmp_path: Path, arguments: list[str
     assert result.returncode == 2
     assert message.format(tmp=tmp_path) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_config_choices_are_the_code_s_own() -> None:
+    from stadb_layers.create_attention import _ATTENTION_LAYERS
+    from stadb_reid.config import AmpMode, AttentionType, DistanceMetric
+    from stadb_reid.engine.precision import AMP_MODES
+    from stadb_reid.evaluation import Metric
+
+    assert {a.value for a in AttentionType} == set(_ATTENTION_LAYERS)
+    assert {m.value for m in DistanceMetric} == set(get_args(Metric))
+    assert tuple(m.value for m in AmpMode) == AMP_MODES
+
+
+def test_config_dicts_hold_plain_strings_and_load_back() -> None:
+    config = load_config(["market1501"], {"model.variant": "bdb", "eval.metric": "cosine"})
+    plain = config_to_dict(config)
+    assert type(plain["model"]["variant"]) is str and plain["model"]["variant"] == "bdb"
+    assert json.loads(json.dumps(plain)) == plain
+    assert config_to_dict(load_config([], flatten(plain))) == plain

@@ -67,6 +67,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stadb_reid.errors import (
+    DatasetFormatError,
+    DatasetNotFoundError,
+    DatasetOptionError,
+    EmptyDatasetError,
+    FileNameError,
+    ReIDDataError,
+    UnknownDatasetError,
+    UnreadableImageError,
+)
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DatasetFormatError",
@@ -98,48 +109,6 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 
 
 # --------------------------------------------------------------------------------------------- errors
-class ReIDDataError(Exception):
-    """Base class of the data errors; ``path`` is the file or folder at fault.
-
-    The concrete classes also derive from ``FileNotFoundError`` or ``ValueError`` so callers can
-    catch them with the built-in types. They take the message as their only required argument,
-    which lets ``torch.utils.data.DataLoader`` re-raise them from worker processes.
-    """
-
-    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
-        super().__init__(message)
-        self.path: Path | None = None if path is None else Path(path)
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-class DatasetNotFoundError(ReIDDataError, FileNotFoundError):
-    """A dataset root, split folder or list file does not exist."""
-
-
-class EmptyDatasetError(ReIDDataError, ValueError):
-    """A dataset root or split folder exists but holds no usable images."""
-
-
-class DatasetFormatError(ReIDDataError, ValueError):
-    """A file does not follow the dataset's format (list file line, folder name, metadata)."""
-
-
-class FileNameError(DatasetFormatError):
-    """An image file name cannot be parsed into an identity and a camera."""
-
-
-class UnreadableImageError(ReIDDataError, ValueError):
-    """An image file cannot be opened or decoded (raised when it is loaded, not at construction)."""
-
-
-class UnknownDatasetError(ReIDDataError, ValueError):
-    """No adapter is registered under the requested name."""
-
-
-class DatasetOptionError(ReIDDataError, TypeError):
-    """An adapter was given an option it does not take."""
 
 
 # -------------------------------------------------------------------------------------------- records

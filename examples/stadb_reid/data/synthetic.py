@@ -65,7 +65,7 @@ from stadb_reid.data._generated_files import (
     remove_stale_temp_dirs,
     walk_generated,
 )
-from stadb_reid.data.datasets import DatasetFormatError
+from stadb_reid.errors import StaleDatasetError
 
 __all__ = ["METADATA_FILE", "StaleDatasetError", "generate_synthetic_reid", "render_person"]
 
@@ -77,10 +77,6 @@ _FORMAT_VERSION = 1
 _SPLIT_DIRS = ("bounding_box_train", "query", "bounding_box_test")
 
 Array = NDArray[np.float32]
-
-
-class StaleDatasetError(DatasetFormatError):
-    """``root`` holds a synthetic dataset made with other parameters, or files that are not ours."""
 
 
 # ---------------------------------------------------------------------------------------- palette

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from ..errors import CheckpointError
+
 __all__ = [
     "CHECKPOINT_NAME",
     "MODEL_KEYS",
@@ -61,10 +63,6 @@ _LENGTH_SIZE = 8
 _HEADER_SIZE = len(_SIGNATURE) + 1 + _DIGEST_SIZE + _LENGTH_SIZE
 _UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 _UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, damaged, unsafe to read, incomplete or cannot be written."""
 
 
 def previous_checkpoint_path(path: Path) -> Path:

@@ -11,11 +11,9 @@ from collections.abc import Iterable
 
 import torch
 
+from ..errors import TrainingDivergedError
+
 __all__ = ["TrainingDivergedError", "first_non_finite"]
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss or the gradients became NaN or infinite; the step that saw it was not applied."""
 
 
 def first_non_finite(named_tensors: Iterable[tuple[str, object]]) -> str | None:

@@ -4,13 +4,11 @@ import signal
 import threading
 from types import FrameType, TracebackType
 
+from ..errors import TrainingInterruptedError
+
 __all__ = ["GracefulStop", "TrainingInterruptedError"]
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class TrainingInterruptedError(Exception):
-    """Training stopped on SIGINT/SIGTERM after writing a checkpoint that ``--resume`` continues from."""
 
 
 class GracefulStop:

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import ConfigError
+from ..config import AmpMode, ConfigError
 
 __all__ = ["AMP_MODES", "Precision"]
 
 #: The accepted values of ``config.amp`` / ``--amp``.
-AMP_MODES = ("off", "bf16", "fp16")
+AMP_MODES = tuple(mode.value for mode in AmpMode)
 
 
 @dataclass(frozen=True)

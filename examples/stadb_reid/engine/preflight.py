@@ -8,18 +8,14 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import get_args
 
 import timm.models
 
-from stadb_layers import create_attention
 from stadb_layers._validation import check_in_interval
 
 from ..config import Config, ConfigError
 from ..data import ReIDDataset, available_datasets
-from ..evaluation import Metric, has_match_in_other_camera
-from ..model import Variant
-from .precision import AMP_MODES
+from ..evaluation import has_match_in_other_camera
 
 __all__ = ["RUN_FILES", "check_dataset_fits", "prepare_output_dir", "validate_config"]
 
@@ -74,11 +70,6 @@ def validate_config(config: Config) -> Config:
     _integer(data.num_instances, "data.num_instances", 1)
     _integer(data.num_workers, "data.num_workers", 0)
     _integer(data.test_batch_size, "data.test_batch_size", 1)
-    _choice(model.variant, "model.variant", [variant.value for variant in Variant])
-    try:
-        create_attention(model.attention, 16)
-    except ValueError as error:
-        raise ConfigError(f"model.attention: {error}") from None
     _number(model.alpha, "model.alpha", 0.0, 1.0, low_closed=False)
     _number(model.rho, "model.rho", 0.0, 1.0)
     _resnet(model.backbone, "model.backbone")
@@ -96,8 +87,6 @@ def validate_config(config: Config) -> Config:
     _number(optim.gamma, "optim.gamma", 0.0, 1.0, low_closed=False)
     _number(optim.label_smoothing, "optim.label_smoothing", 0.0, 0.999)
     _integer(config.eval.every, "eval.every", 0)
-    _choice(config.eval.metric, "eval.metric", list(get_args(Metric)))
-    _choice(config.amp, "amp", list(AMP_MODES))
     _integer(config.seed, "seed", 0)
     if not config.output_dir:
         raise ConfigError("output_dir must not be empty")

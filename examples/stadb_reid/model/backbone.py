@@ -14,17 +14,11 @@ import timm
 from timm.models.resnet import ResNet
 from torch import nn
 
+from ..errors import PretrainedWeightsUnavailableError, WeightsFileError
+
 __all__ = ["PretrainedWeightsUnavailableError", "WeightsFileError", "build_backbone"]
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
-
-
-class PretrainedWeightsUnavailableError(RuntimeError):
-    """The ImageNet weights cannot be downloaded and no local file was given."""
-
-
-class WeightsFileError(ValueError):
-    """A local weights file is damaged, of another model, or a pickle that would need to run code."""
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

@@ -11,7 +11,6 @@ At test time the embedding is the concatenation of the two triplet features (512
 with the attention module running in the second head.
 """
 
-from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,6 +20,7 @@ from torch import nn
 
 from stadb_layers import RandomBranchSelector, SelfThresholdDrop, create_attention
 
+from ..config import Variant
 from .backbone import build_backbone
 from .batch_drop import BatchDrop
 
@@ -28,16 +28,6 @@ __all__ = ["STADBNet", "TrainOutput", "Variant"]
 
 GLOBAL_DIM = 512
 BRANCH_DIM = 1024
-
-
-class Variant(str, Enum):
-    """Which heads run: the ablations of the paper's Table 6, and the BDB comparator."""
-
-    GLOBAL = "global"
-    GLOBAL_DROP = "global_drop"
-    GLOBAL_ATTENTION = "global_attention"
-    STADB = "stadb"
-    BDB = "bdb"
 
 
 class TrainOutput(NamedTuple):
