@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from stadb_reid.config import DataConfig
 from stadb_reid.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -25,6 +26,7 @@ from stadb_reid.data import (
     ImageDataset,
     PKSampler,
     ReIDDataError,
+    ReIDDataset,
     ReIDSample,
     SeededBatchSampler,
     StaleDatasetError,
@@ -35,11 +37,12 @@ from stadb_reid.data import (
     build_test_transform,
     build_train_loader,
     build_train_transform,
+    dataset_from_config,
     generate_synthetic_reid,
     load_market1501,
     register_dataset,
 )
-from stadb_reid.data import datasets as datasets_module
+from stadb_reid.data.datasets import registry as registry_module
 from stadb_reid.data.synthetic import METADATA_FILE
 
 VIPER_ROOT = (Path(__file__).parents[2] / ".." / "shared" / "datasets" / "VIPeR").resolve()
@@ -329,7 +332,7 @@ def test_unreadable_image_names_the_path(tmp_path: Path) -> None:
 
 def test_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        datasets_module, "_REGISTRY", dict(datasets_module._REGISTRY)
+        registry_module, "_REGISTRY", dict(registry_module._REGISTRY)
     )  # undo the registration
     # A subset: the docs' custom-dataset example registers one more name when it runs first.
     assert {
@@ -352,6 +355,18 @@ def test_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         register_dataset("viper", load_market1501)
     register_dataset("my_market", load_market1501)
     assert build_dataset("my_market", tmp_path).num_train_pids == 2
+
+    @register_dataset("decorated")
+    def load_decorated(root: Path) -> ReIDDataset:
+        return load_market1501(root)
+
+    assert load_decorated.__name__ == "load_decorated"  # the decorator hands the function back
+    assert build_dataset("DECORATED", tmp_path).num_train_pids == 2
+    with pytest.raises(ValueError, match="already registered"):
+        register_dataset("decorated")(load_market1501)
+    register_dataset("decorated", overwrite=True)(load_market1501)
+    config = DataConfig(dataset="my_market", root=str(tmp_path))
+    assert dataset_from_config(config).num_train_pids == 2
 
 
 # ------------------------------------------------------------------------------------ synthetic

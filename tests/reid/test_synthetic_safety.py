@@ -170,7 +170,7 @@ def test_temporary_folder_of_a_terminated_generation_is_removed_by_the_next_call
 
 
 def test_only_abandoned_temporary_folders_are_removed(tmp_path: Path) -> None:
-    from stadb_reid.data._generated_files import STALE_TEMP_AGE_S, temp_prefix
+    from stadb_reid.data.synthetic._generated_files import STALE_TEMP_AGE_S, temp_prefix
 
     root = tmp_path / "syn"
     dead = subprocess.Popen([sys.executable, "-c", ""])

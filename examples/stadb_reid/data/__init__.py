@@ -2,7 +2,7 @@
 
 Typical use::
 
-    dataset = build_dataset("market1501", "data/Market-1501-v15.09.15")
+    dataset = build_dataset("market1501", "data/Market-1501-v15.09.15")  # or dataset_from_config(config.data)
     train_loader = build_train_loader(dataset, height=384, width=128, num_identities=32,
                                       num_instances=4, num_workers=4, seed=0)
     query_loader, gallery_loader = build_test_loaders(dataset, height=384, width=128,
@@ -27,6 +27,7 @@ from stadb_reid.data.datasets import (
     UnreadableImageError,
     available_datasets,
     build_dataset,
+    dataset_from_config,
     load_cuhk03,
     load_dukemtmc,
     load_folder,
@@ -78,6 +79,7 @@ __all__ = [
     "build_test_transform",
     "build_train_loader",
     "build_train_transform",
+    "dataset_from_config",
     "generate_synthetic_reid",
     "load_cuhk03",
     "load_dukemtmc",

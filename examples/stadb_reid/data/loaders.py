@@ -26,9 +26,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
-from stadb_reid.data.datasets import ReIDDataset, ReIDSample, UnreadableImageError
+from stadb_layers._validation import check_in_interval, check_positive_int
+from stadb_reid.data._checks import check_int_at_least
+from stadb_reid.data.datasets import ReIDDataset, ReIDSample
 from stadb_reid.data.sampler import PKSampler
 from stadb_reid.data.transforms import build_test_transform, build_train_transform
+from stadb_reid.errors import UnreadableImageError
 
 __all__ = [
     "ImageDataset",
@@ -119,8 +122,7 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch, skipping its first ``start_batch`` batches (to resume mid-epoch)."""
-        if not 0 <= start_batch <= len(self.batches):
-            raise ValueError(f"start_batch must be in [0, {len(self.batches)}], got {start_batch}")
+        check_in_interval(start_batch, "start_batch", 0, len(self.batches), low_closed=True, high_closed=True)
         self.batches.set_epoch(epoch)
         self.start_batch = start_batch
 
@@ -156,12 +158,6 @@ def _leave_ctrl_c_to_the_trainer(worker_id: int) -> None:
     # killed by the same keystroke would break the batch in flight. (SIGTERM keeps its default: the
     # loader uses it to stop stuck workers.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _check_workers(num_workers: int) -> int:
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
-    return num_workers
 
 
 def build_train_loader(
@@ -203,7 +199,7 @@ def build_train_loader(
     Returns:
         A loader yielding ``(images, pids, camids)`` with ``num_identities * num_instances`` rows.
     """
-    _check_workers(num_workers)
+    num_workers = check_int_at_least(num_workers, "num_workers", 0)
     transform = build_train_transform(
         height, width, flip_prob=flip_prob, padding=padding, erasing_prob=erasing_prob
     )
@@ -244,9 +240,8 @@ def build_test_loaders(
     Returns:
         ``(query_loader, gallery_loader)``, each yielding ``(images, pids, camids)`` in split order.
     """
-    _check_workers(num_workers)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    num_workers = check_int_at_least(num_workers, "num_workers", 0)
+    check_positive_int(batch_size, "batch_size")
     transform = build_test_transform(height, width)
 
     def loader(samples: Sequence[ReIDSample]) -> DataLoader[Item]:

@@ -27,6 +27,9 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
+from stadb_layers._validation import check_in_interval, check_positive_int
+from stadb_reid.data._checks import check_int_at_least
+
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_test_transform", "build_train_transform"]
 
 #: ImageNet channel means (RGB, [0, 1] scale).
@@ -38,14 +41,12 @@ Transform = Callable[[Any], Tensor]
 
 
 def _check_size(height: int, width: int) -> None:
-    for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_int(height, "height")
+    check_positive_int(width, "width")
 
 
 def _check_prob(value: float, name: str) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    check_in_interval(value, name, 0, 1, low_closed=True, high_closed=True)
 
 
 def _to_normalised_tensor() -> list[v2.Transform]:
@@ -79,8 +80,7 @@ def build_train_transform(
     _check_size(height, width)
     _check_prob(flip_prob, "flip_prob")
     _check_prob(erasing_prob, "erasing_prob")
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding must be a non-negative integer, got {padding!r}")
+    check_int_at_least(padding, "padding", 0)
     steps: list[v2.Transform] = [v2.Resize((height, width), antialias=True)]
     if flip_prob > 0:
         steps.append(v2.RandomHorizontalFlip(flip_prob))
