@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
 from typing import Any
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from stadb_reid.evaluation import (
+    Embeddings,
+    EvaluationProtocol,
     RankMetrics,
     evaluate_from_features,
     evaluate_rank,
@@ -281,10 +284,30 @@ def test_hand_worked_example():
     assert m.mean_ap == 0.75 and m.mean_inp == 0.75
     assert m.num_valid_queries == 2 and m.num_queries == 3
     assert m.average_precision[:2].tolist() == [1.0, 0.5] and math.isnan(m.average_precision[2])
-    assert m.as_dict(ranks=(1, 2, 10)) == {"mAP": 0.75, "mINP": 0.75, "rank-1": 0.5, "rank-2": 1.0}
+    assert m.summary() == {"rank1": 50.0, "rank5": 100.0, "rank10": 100.0, "mAP": 75.0, "mINP": 75.0}
+    with pytest.deprecated_call(match=r"use RankMetrics\.summary\(\)"):
+        old = m.as_dict(ranks=(1, 2, 10))
+    assert old == {"mAP": 0.75, "mINP": 0.75, "rank-1": 0.5, "rank-2": 1.0}
     assert m.rank(2) == 1.0
     with pytest.raises(ValueError, match=r"n must lie in \[1, 4\]"):
         m.rank(5)
+
+
+def test_summary_is_percent_with_rank_n_clipped_to_the_cmc():
+    distmat, q_pids, g_pids, q_camids, g_camids = make_problem(3, 10, 60, 4, 2, "float32")
+    m = rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=7)
+    assert list(m.summary()) == ["rank1", "rank5", "rank10", "mAP", "mINP"]
+    expected = [100 * m.rank(1), 100 * m.rank(5), 100 * m.rank(7), 100 * m.mean_ap, 100 * m.mean_inp]
+    assert list(m.summary().values()) == expected
+
+
+@pytest.mark.parametrize("module", ["stadb_reid.evaluation", "stadb_reid.evaluation.rank"])
+def test_protocol_is_a_deprecated_alias_of_evaluation_protocol(module):
+    imported = importlib.import_module(module)
+    with pytest.deprecated_call(match=rf"{module}\.Protocol moved to .*EvaluationProtocol"):
+        assert imported.Protocol is EvaluationProtocol
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = imported.Nope
 
 
 def test_ap_inp_with_several_hits():
@@ -390,6 +413,11 @@ def test_bad_inputs_raise_naming_the_argument(change, message):
     kwargs = {"distmat": Q3G4, **LABELS, "max_rank": 4, **change}
     with pytest.raises(ValueError, match=message):
         rank_metrics(**kwargs)
+
+
+def test_numpy_integer_max_rank_is_accepted():
+    m = rank_metrics(Q3G4, **LABELS, max_rank=np.int64(2))
+    assert m.cmc.shape == (2,)
 
 
 def test_rank_metrics_is_a_frozen_dataclass():
@@ -532,7 +560,9 @@ def test_extract_features_with_and_without_flip():
 def test_extract_features_from_dict_batches_and_errors():
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
     batch = {"img": torch.randn(2, 3, 2, 2), "pid": torch.tensor([7, 8]), "camid": torch.tensor([1, 2])}
-    feats, pids, camids = extract_features(model, [batch])
+    embedded = extract_features(model, [batch])
+    feats, pids, camids = embedded
+    assert isinstance(embedded, Embeddings) and embedded.features is feats and embedded.camids is camids
     assert feats.shape == (2, 3) and pids.tolist() == [7, 8] and camids.tolist() == [1, 2]
     with pytest.raises(ValueError, match="no batch"):
         extract_features(model, [])

@@ -5,7 +5,7 @@ Typical use::
     qf, q_pids, q_camids = extract_features(model, query_loader, device, flip=True)
     gf, g_pids, g_camids = extract_features(model, gallery_loader, device, flip=True)
     metrics = evaluate_from_features(qf, gf, q_pids, g_pids, q_camids, g_camids)  # chunked, low memory
-    print(metrics.as_dict())
+    print(metrics.summary())  # rank1, rank5, rank10, mAP, mINP in percent
 
 or, with the full distance matrix (e.g. for re-ranking)::
 
@@ -15,18 +15,23 @@ or, with the full distance matrix (e.g. for re-ranking)::
         pairwise_distance(gf, gf, "sqeuclidean").numpy(),
     )
     cmc, mAP = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
+
+``Protocol``, the old name of :data:`EvaluationProtocol`, still imports with a ``DeprecationWarning``.
 """
 
+from .._moved import moved_names
 from .distance import DEFAULT_DISTANCE_CHUNK_SIZE, Metric, evaluate_from_features, pairwise_distance
-from .features import extract_features
+from .features import Embeddings, extract_features
+from .metrics import EvaluationProtocol, RankMetrics
 from .queries import has_match_in_other_camera
-from .rank import Protocol, RankMetrics, evaluate_rank, rank_metrics
+from .rank import evaluate_rank, rank_metrics
 from .reranking import k_reciprocal_rerank
 
 __all__ = [
     "DEFAULT_DISTANCE_CHUNK_SIZE",
+    "Embeddings",
+    "EvaluationProtocol",
     "Metric",
-    "Protocol",
     "RankMetrics",
     "evaluate_from_features",
     "evaluate_rank",
@@ -36,3 +41,6 @@ __all__ = [
     "pairwise_distance",
     "rank_metrics",
 ]
+
+# ``Protocol``, the old name of EvaluationProtocol, shadowed typing.Protocol.
+__getattr__ = moved_names(__name__, {"Protocol": "stadb_reid.evaluation.metrics:EvaluationProtocol"})

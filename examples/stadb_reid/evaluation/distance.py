@@ -29,7 +29,11 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from .rank import DEFAULT_CHUNK_SIZE, ArrayLike, Protocol, RankMetrics, _check_chunking, _RankEvaluator
+from stadb_layers._validation import check_positive_int
+
+from ._inputs import ArrayLike
+from ._ranker import DEFAULT_CHUNK_SIZE, RankEvaluator
+from .metrics import EvaluationProtocol, RankMetrics
 
 __all__ = ["DEFAULT_DISTANCE_CHUNK_SIZE", "Metric", "evaluate_from_features", "pairwise_distance"]
 
@@ -77,8 +81,7 @@ def _distance_blocks(q: Tensor, g: Tensor, metric: str, chunk_size: int) -> Iter
     """Yield ``(start, distances)`` for consecutive blocks of ``chunk_size`` query rows."""
     if metric not in _METRICS:
         raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    check_positive_int(chunk_size, "chunk_size")
     # Each block is computed under no_grad, which is not left active across the yields.
     with torch.no_grad():
         g_sq = _row_sq_norms(g)
@@ -155,7 +158,7 @@ def evaluate_from_features(
     metric: Metric = "euclidean",
     max_rank: int = 50,
     chunk_size: int = DEFAULT_DISTANCE_CHUNK_SIZE,
-    protocol: Protocol = "market1501",
+    protocol: EvaluationProtocol = "market1501",
     num_repeats: int = 10,
     seed: int | None = 0,
     progress: bool = False,
@@ -183,7 +186,7 @@ def evaluate_from_features(
         progress: Show a tqdm progress bar over the blocks.
 
     Returns:
-        The :class:`~stadb_reid.evaluation.rank.RankMetrics`.
+        The :class:`~stadb_reid.evaluation.metrics.RankMetrics`.
 
     Raises:
         ValueError: On malformed inputs or if no query has a valid match.
@@ -196,9 +199,9 @@ def evaluate_from_features(
         >>> m.cmc.tolist(), m.mean_ap
         ([1.0, 1.0, 1.0], 1.0)
     """
-    _check_chunking(chunk_size, 1)
+    check_positive_int(chunk_size, "chunk_size")
     q, g = _check_pair(query_features, gallery_features)
-    ev = _RankEvaluator(
+    ev = RankEvaluator(
         q_pids, g_pids, q_camids, g_camids, q.shape[0], g.shape[0], max_rank, protocol, num_repeats, seed
     )
     valid = ev.valid

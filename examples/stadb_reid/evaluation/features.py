@@ -9,14 +9,36 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
-__all__ = ["extract_features"]
+__all__ = ["Embeddings", "extract_features"]
+
+
+class Embeddings(NamedTuple):
+    """Embeddings of a split with their identities and cameras, in loader order (a 3-tuple).
+
+    Attributes:
+        features: ``(N, D)`` float32 CPU features.
+        pids: ``(N,)`` int64 identities.
+        camids: ``(N,)`` int64 camera ids.
+
+    Examples:
+        >>> import numpy as np
+        >>> import torch
+        >>> features, pids, camids = Embeddings(torch.zeros(2, 4), np.array([1, 2]), np.array([0, 1]))
+        >>> tuple(features.shape), pids.tolist()
+        ((2, 4), [1, 2])
+    """
+
+    features: Tensor
+    pids: npt.NDArray[np.int64]
+    camids: npt.NDArray[np.int64]
+
 
 _IMAGE_KEYS = ("images", "image", "imgs", "img")
 _PID_KEYS = ("pids", "pid")
@@ -64,7 +86,7 @@ def extract_features(
     *,
     flip: bool = False,
     progress: bool = False,
-) -> tuple[Tensor, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+) -> Embeddings:
     r"""Embed every image of a loader with ``model`` in eval mode.
 
     The model is switched to eval mode under :func:`torch.inference_mode` and put back in its previous
@@ -80,8 +102,8 @@ def extract_features(
         progress: Show a tqdm progress bar.
 
     Returns:
-        ``(features, pids, camids)``: ``(N, D)`` float32 CPU features and ``(N,)`` int64 identities and
-        camera ids, in loader order.
+        :class:`Embeddings` ``(features, pids, camids)``: ``(N, D)`` float32 CPU features and ``(N,)``
+        int64 identities and camera ids, in loader order; it unpacks like a 3-tuple.
 
     Raises:
         ValueError: If the model does not return one embedding per image, or labels do not match.
@@ -124,4 +146,4 @@ def extract_features(
     if not features:
         raise ValueError("the loader yielded no batch")
     # Concatenated outside inference mode: a normal tensor, usable in autograd-enabled code.
-    return torch.cat(features), np.concatenate(pids), np.concatenate(camids)
+    return Embeddings(torch.cat(features), np.concatenate(pids), np.concatenate(camids))

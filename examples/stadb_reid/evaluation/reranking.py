@@ -32,12 +32,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .rank import ArrayLike, _to_numpy
+from stadb_layers._validation import check_in_interval
+
+from ._inputs import ArrayLike, FloatArray, IntArray, check_positive_integer, to_numpy
 
 __all__ = ["k_reciprocal_rerank"]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 
 def _check_square(x: np.ndarray[Any, Any], name: str, rows: int, cols: int) -> np.ndarray[Any, Any]:
@@ -191,12 +190,9 @@ def k_reciprocal_rerank(
         >>> np.allclose(k_reciprocal_rerank(d[:3, 3:], d[:3, :3], d[3:, 3:], lambda_value=1.0), scaled)
         True
     """
-    for name, value in (("k1", k1), ("k2", k2)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if not 0.0 <= lambda_value <= 1.0:
-        raise ValueError(f"lambda_value must lie in [0, 1], got {lambda_value}")
-    qg = _to_numpy(q_g_dist)
+    k1, k2 = check_positive_integer(k1, "k1"), check_positive_integer(k2, "k2")
+    check_in_interval(lambda_value, "lambda_value", 0, 1, low_closed=True, high_closed=True)
+    qg = to_numpy(q_g_dist)
     if qg.ndim != 2:
         raise ValueError(f"q_g_dist must be a 2-D (num_query, num_gallery) matrix, got shape {qg.shape}")
     nq, ng = qg.shape
@@ -204,11 +200,10 @@ def k_reciprocal_rerank(
         raise ValueError(f"q_g_dist must have at least one query and one gallery entry, got shape {qg.shape}")
     pool = _Pool(
         _check_square(qg, "q_g_dist", nq, ng),
-        _check_square(_to_numpy(q_q_dist), "q_q_dist", nq, nq),
-        _check_square(_to_numpy(g_g_dist), "g_g_dist", ng, ng),
+        _check_square(to_numpy(q_q_dist), "q_q_dist", nq, nq),
+        _check_square(to_numpy(g_g_dist), "g_g_dist", ng, ng),
     )
     n = pool.size
-    k1, k2 = int(k1), int(k2)
     k_half = round(k1 / 2)  # half to even, as np.around in the authors' code
 
     # Nearest neighbours of every pool sample, in stable order.

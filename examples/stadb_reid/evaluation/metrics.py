@@ -1,0 +1,110 @@
+"""The result of a ranking evaluation: CMC curve, mAP and mINP, per query and overall.
+
+:class:`RankMetrics` holds fractions in ``[0, 1]``; :meth:`RankMetrics.summary` is the one scalar
+summary, in percent, that training logs, ``stadb-reid evaluate`` and the result files report.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from stadb_layers._validation import check_in_interval
+
+from ._inputs import FloatArray
+
+__all__ = ["SUMMARY_RANKS", "EvaluationProtocol", "RankMetrics"]
+
+EvaluationProtocol = Literal["market1501", "cuhk03"]
+"""Evaluation protocol: Market-1501 (all gallery images) or CUHK03 single-gallery-shot CMC."""
+
+SUMMARY_RANKS = (1, 5, 10)
+"""CMC ranks reported by :meth:`RankMetrics.summary`."""
+
+
+@dataclass(frozen=True)
+class RankMetrics:
+    """Retrieval metrics of one evaluation.
+
+    Attributes:
+        cmc: ``(max_rank,)`` float32 CMC curve in fractions: ``cmc[n - 1]`` is the rank-``n`` accuracy.
+        mean_ap: Mean average precision (mAP) over the valid queries, a fraction in ``[0, 1]``.
+        mean_inp: Mean inverse negative penalty (mINP) over the valid queries.
+        num_valid_queries: Queries with at least one correct match in another camera.
+        num_queries: All queries, valid or not.
+        average_precision: ``(num_queries,)`` float64 AP of every query; NaN for invalid queries.
+        inverse_negative_penalty: ``(num_queries,)`` float64 INP of every query; NaN for invalid ones.
+        protocol: The protocol the CMC follows, ``"market1501"`` or ``"cuhk03"``.
+
+    Examples:
+        >>> import numpy as np
+        >>> m = RankMetrics(np.array([0.5, 1.0], np.float32), 0.75, 0.5, 2, 2, np.ones(2), np.ones(2))
+        >>> m.rank(1), m.summary()["rank10"]
+        (0.5, 100.0)
+    """
+
+    cmc: npt.NDArray[np.float32]
+    mean_ap: float
+    mean_inp: float
+    num_valid_queries: int
+    num_queries: int
+    average_precision: FloatArray = field(repr=False)
+    inverse_negative_penalty: FloatArray = field(repr=False)
+    protocol: EvaluationProtocol = "market1501"
+
+    def rank(self, n: int) -> float:
+        """Rank-``n`` accuracy (``cmc[n - 1]``) as a Python float.
+
+        Args:
+            n: 1-based rank, at most ``len(cmc)``.
+
+        Returns:
+            The fraction of valid queries whose first correct match is within the top ``n``.
+
+        Raises:
+            ValueError: If ``n`` is outside ``[1, len(cmc)]``.
+        """
+        check_in_interval(n, "n", 1, len(self.cmc), low_closed=True, high_closed=True)
+        return float(self.cmc[n - 1])
+
+    def summary(self) -> dict[str, float]:
+        """Rank-1/5/10, mAP and mINP in percent, keyed ``rank1``, ``rank5``, ``rank10``, ``mAP``, ``mINP``.
+
+        A gallery shorter than ``n`` images has a CMC shorter than ``n``; ``rank{n}`` is then its last
+        entry (100% of the valid queries are found within the whole gallery).
+
+        Returns:
+            The five numbers, each in ``[0, 100]``, in that order.
+
+        Examples:
+            >>> import numpy as np
+            >>> m = RankMetrics(np.array([0.5, 1.0], np.float32), 0.75, 0.5, 2, 2, np.ones(2), np.ones(2))
+            >>> m.summary()
+            {'rank1': 50.0, 'rank5': 100.0, 'rank10': 100.0, 'mAP': 75.0, 'mINP': 50.0}
+        """
+        out = {f"rank{n}": 100 * self.rank(min(n, len(self.cmc))) for n in SUMMARY_RANKS}
+        out.update({"mAP": 100 * self.mean_ap, "mINP": 100 * self.mean_inp})
+        return out
+
+    def as_dict(self, ranks: tuple[int, ...] = (1, 5, 10, 20)) -> dict[str, float]:
+        """Deprecated: use :meth:`summary`. Fractions keyed ``mAP``, ``mINP`` and ``rank-n``.
+
+        Args:
+            ranks: CMC ranks to report; those beyond ``len(cmc)`` are left out.
+
+        Returns:
+            A mapping such as ``{"mAP": 0.86, "mINP": 0.6, "rank-1": 0.94, ...}``.
+        """
+        warnings.warn(
+            "RankMetrics.as_dict() is deprecated; use RankMetrics.summary() (percent values keyed "
+            "rank1, rank5, rank10, mAP, mINP)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        out = {"mAP": self.mean_ap, "mINP": self.mean_inp}
+        out.update({f"rank-{n}": self.rank(n) for n in ranks if n <= len(self.cmc)})
+        return out
