@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from timm.models.resnet import Bottleneck
 
 from stadb_layers import CBAM, SE, SRM, RandomBranchSelector, SelfThresholdDrop, TripletAttention
 from stadb_reid.model import BatchDrop, PretrainedWeightsUnavailableError, STADBNet, TrainOutput, Variant
@@ -61,7 +62,7 @@ def test_ablation_variants(variant: Variant, regulariser: type | None, embedding
     if regulariser is None:
         assert model.branch is None
     else:
-        assert model.branch is not None and isinstance(model.branch[1], regulariser)
+        assert model.branch is not None and isinstance(model.branch.regulariser, regulariser)
     assert model.embedding_dim == embedding_dim
     model.train()
     output = model(torch.randn(2, 3, 64, 32))
@@ -72,6 +73,39 @@ def test_ablation_variants(variant: Variant, regulariser: type | None, embedding
 def test_attention_choices(name: str, cls: type) -> None:
     model = STADBNet(10, attention=name, backbone="resnet18")
     assert model.selector is not None and isinstance(model.selector.branches[1], cls)
+
+
+@pytest.mark.parametrize(
+    ("variant", "drop", "attention"),
+    [
+        (Variant.STADB, SelfThresholdDrop, CBAM),
+        (Variant.GLOBAL_DROP, SelfThresholdDrop, None),
+        (Variant.GLOBAL_ATTENTION, None, CBAM),
+        (Variant.BDB, None, None),
+    ],
+)
+def test_second_head_parts_by_name(variant: Variant, drop: type | None, attention: type | None) -> None:
+    model = STADBNet(10, variant=variant, backbone="resnet18")
+    branch = model.branch
+    assert branch is not None
+    assert branch.extra_bottleneck is branch[0] and branch.regulariser is branch[1]
+    assert isinstance(branch.extra_bottleneck, Bottleneck)
+    assert (branch.threshold_drop is None) if drop is None else isinstance(branch.threshold_drop, drop)
+    assert (branch.attention is None) if attention is None else isinstance(branch.attention, attention)
+    assert branch.selector is model.selector
+    assert (model.selector is None) == (variant in (Variant.GLOBAL_ATTENTION, Variant.BDB))
+
+
+def test_state_dict_keys_of_the_second_head_are_positional() -> None:
+    # Checkpoints written before the parts had names must still load: the keys stay branch.0 / branch.1.
+    keys = list(STADBNet(10, backbone="resnet18").state_dict())
+    branch_keys = [key for key in keys if key.startswith("branch.")]
+    assert branch_keys and all(key.startswith(("branch.0.", "branch.1.")) for key in branch_keys)
+    assert {
+        "branch.0.conv1.weight",
+        "branch.1._extra_state",
+        "branch.1.branches.1.spatial_gate.conv.weight",
+    } <= set(keys)
 
 
 def test_pretrained_offline_fails_fast_with_advice(monkeypatch: pytest.MonkeyPatch) -> None:

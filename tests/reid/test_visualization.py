@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from stadb_layers import CBAM
 from stadb_reid.cli import app
-from stadb_reid.config import load_config
+from stadb_reid.commands import visualize_checkpoint
+from stadb_reid.config import flatten_config, load_config
 from stadb_reid.data import DatasetNotFoundError
 from stadb_reid.engine import build_model, load_checkpoint, train
-from stadb_reid.engine.evaluate import flatten
 from stadb_reid.evaluation import rank_metrics
 from stadb_reid.model import STADBNet
 from stadb_reid.visualization import (
@@ -36,7 +36,6 @@ from stadb_reid.visualization import (
     select_queries,
     top_matches,
     training_curves_figure,
-    visualize_checkpoint,
 )
 from tests.reid.test_evaluation import make_problem, problems
 
@@ -73,7 +72,7 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def restore(checkpoint: Path) -> tuple[STADBNet, float]:
     state = load_checkpoint(checkpoint)
-    config = load_config([], flatten(state["config"]))
+    config = load_config([], flatten_config(state["config"]))
     model = build_model(config, state["num_classes"], pretrained=False)
     model.load_state_dict(state["model"])
     return model.eval(), config.model.alpha
@@ -176,11 +175,10 @@ def test_keep_mask_drawn_equals_the_threshold_rule(trained_checkpoint: Path) -> 
     maps = compute_attention_maps(model, images)
     assert model.branch is not None
     with torch.no_grad():
-        feature_map = model.branch[0](model.backbone(images))
+        feature_map = model.branch.extra_bottleneck(model.backbone(images))
         attention = feature_map.mean(dim=1, keepdim=True)
         expected_keep = attention < alpha * attention.amax(dim=(2, 3), keepdim=True)
-        assert model.selector is not None
-        cbam = model.selector.branches[1]
+        cbam = model.branch.attention
         assert isinstance(cbam, CBAM)
         cbam_output = cbam(feature_map)
         channel_gated = cbam.channel_gate(feature_map)

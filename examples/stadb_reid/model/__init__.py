@@ -2,10 +2,13 @@
 
 from .backbone import PretrainedWeightsUnavailableError, WeightsFileError, build_backbone
 from .batch_drop import BatchDrop
+from .heads import DropAttentionBranch, EmbeddingHead
 from .stadb import STADBNet, TrainOutput, Variant
 
 __all__ = [
     "BatchDrop",
+    "DropAttentionBranch",
+    "EmbeddingHead",
     "PretrainedWeightsUnavailableError",
     "STADBNet",
     "TrainOutput",

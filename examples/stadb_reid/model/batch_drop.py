@@ -8,6 +8,8 @@ batch.
 import torch
 from torch import nn
 
+from stadb_layers._validation import check_in_interval
+
 __all__ = ["BatchDrop"]
 
 
@@ -18,6 +20,9 @@ class BatchDrop(nn.Module):
         height_ratio: Block height as a fraction of the feature map height (BDB: 0.3).
         width_ratio: Block width as a fraction of the feature map width (BDB: 1.0).
 
+    Raises:
+        ValueError: If a ratio is outside (0, 1].
+
     Examples:
         >>> drop = BatchDrop(height_ratio=0.5, width_ratio=1.0)
         >>> y = drop(torch.ones(2, 3, 4, 2))
@@ -27,11 +32,12 @@ class BatchDrop(nn.Module):
 
     def __init__(self, height_ratio: float = 0.3, width_ratio: float = 1.0) -> None:
         super().__init__()
-        for name, ratio in (("height_ratio", height_ratio), ("width_ratio", width_ratio)):
-            if not 0.0 < ratio <= 1.0:
-                raise ValueError(f"{name} must lie in (0, 1], got {ratio}")
-        self.height_ratio = height_ratio
-        self.width_ratio = width_ratio
+        self.height_ratio = check_in_interval(
+            height_ratio, "height_ratio", 0, 1, low_closed=False, high_closed=True
+        )
+        self.width_ratio = check_in_interval(
+            width_ratio, "width_ratio", 0, 1, low_closed=False, high_closed=True
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Erase the block in training mode; identity in eval mode."""

@@ -18,11 +18,11 @@ import torch
 from timm.models.resnet import Bottleneck, ResNet
 from torch import nn
 
-from stadb_layers import RandomBranchSelector, SelfThresholdDrop, create_attention
+from stadb_layers import RandomBranchSelector
 
 from ..config import Variant
 from .backbone import build_backbone
-from .batch_drop import BatchDrop
+from .heads import DropAttentionBranch, EmbeddingHead, build_regulariser
 
 __all__ = ["STADBNet", "TrainOutput", "Variant"]
 
@@ -35,44 +35,6 @@ class TrainOutput(NamedTuple):
 
     features: list[torch.Tensor]
     logits: list[torch.Tensor]
-
-
-class EmbeddingHead(nn.Module):
-    """Reduction to the triplet feature, then BN and the identity classifier."""
-
-    def __init__(self, reduction: nn.Module, feature_dim: int, num_classes: int) -> None:
-        super().__init__()
-        self.reduction = reduction
-        self.bottleneck = nn.BatchNorm1d(feature_dim)
-        self.classifier = nn.Linear(feature_dim, num_classes)
-        nn.init.normal_(self.classifier.weight, std=0.001)
-        nn.init.zeros_(self.classifier.bias)
-
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Triplet feature (N, feature_dim) of pooled (N, C) or (N, C, 1, 1) features."""
-        feature: torch.Tensor = self.reduction(pooled).flatten(1)
-        return feature
-
-    def classify(self, feature: torch.Tensor) -> torch.Tensor:
-        """Identity logits of a triplet feature."""
-        logits: torch.Tensor = self.classifier(self.bottleneck(feature))
-        return logits
-
-
-def _branch_regulariser(
-    variant: Variant, channels: int, attention: str, alpha: float, rho: float, seed: int
-) -> nn.Module:
-    """The module between the extra Bottleneck and the max pooling of the second head."""
-    if variant is Variant.BDB:
-        return BatchDrop()
-    attention_module = create_attention(attention, channels)
-    if variant is Variant.GLOBAL_ATTENTION:
-        return attention_module
-    if variant is Variant.GLOBAL_DROP:
-        branches: list[nn.Module] = [SelfThresholdDrop(alpha), nn.Identity()]
-    else:
-        branches = [SelfThresholdDrop(alpha), attention_module]
-    return RandomBranchSelector(branches, probs=[rho, 1.0 - rho], eval_branch=1, seed=seed)
 
 
 class STADBNet(nn.Module):
@@ -94,6 +56,19 @@ class STADBNet(nn.Module):
         - Input: (N, 3, H, W) normalised images.
         - Training output: :class:`TrainOutput` with one (feature, logits) pair per head.
         - Eval output: (N, 1536) embedding (N, 512 for the global-only variant).
+
+    Attributes:
+        backbone: The timm ResNet, last stride 1.
+        global_head: The global head's :class:`~stadb_reid.model.heads.EmbeddingHead`.
+        branch: The second head's :class:`~stadb_reid.model.heads.DropAttentionBranch` (its parts by
+            name: ``extra_bottleneck``, ``regulariser``, ``selector``, ``threshold_drop``,
+            ``attention``), or ``None`` for the ``global`` variant.
+        branch_head: The second head's :class:`~stadb_reid.model.heads.EmbeddingHead`, or ``None``.
+
+    Examples:
+        >>> model = STADBNet(10, backbone="resnet18").eval()
+        >>> tuple(model(torch.randn(1, 3, 64, 32)).shape), type(model.branch.attention).__name__
+        ((1, 1536), 'CBAM')
     """
 
     def __init__(
@@ -120,14 +95,12 @@ class STADBNet(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.global_head = EmbeddingHead(global_reduction, GLOBAL_DIM, num_classes)
-        self.branch: nn.Sequential | None = None
+        self.branch: DropAttentionBranch | None = None
         self.branch_head: EmbeddingHead | None = None
         if self.variant is not Variant.GLOBAL:
-            self.branch = nn.Sequential(
+            self.branch = DropAttentionBranch(
                 Bottleneck(channels, channels // 4),
-                _branch_regulariser(self.variant, channels, attention, alpha, rho, seed),
-                nn.AdaptiveMaxPool2d(1),
-                nn.Flatten(1),
+                build_regulariser(self.variant, channels, attention, alpha, rho, seed),
             )
             branch_reduction = nn.Sequential(
                 nn.Linear(channels, BRANCH_DIM, bias=False), nn.BatchNorm1d(BRANCH_DIM), nn.ReLU(inplace=True)
@@ -142,9 +115,7 @@ class STADBNet(nn.Module):
     @property
     def selector(self) -> RandomBranchSelector | None:
         """The branch selector of the second head, if this variant has one (for logging)."""
-        if self.branch is not None and isinstance(self.branch[1], RandomBranchSelector):
-            return self.branch[1]
-        return None
+        return self.branch.selector if self.branch is not None else None
 
     def forward(self, images: torch.Tensor) -> TrainOutput | torch.Tensor:
         """Per-head features and logits in training mode; the concatenated embedding in eval mode."""

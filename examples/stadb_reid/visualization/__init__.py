@@ -5,10 +5,9 @@ global pyplot state is kept, and a figure is freed as soon as it is no longer re
 
 Typical use::
 
-    paths = visualize_checkpoint("outputs/run/checkpoint.pt", "outputs/run/figures")
-    print(paths.retrieval)
+    plot_cmc(metrics, "cmc.png")
 
-or, figure by figure::
+figure by figure (:func:`stadb_reid.commands.visualize_checkpoint` draws them all for a checkpoint)::
 
     plot_training_curves(checkpoint["history"], "curves.png")
     plot_cmc(rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids), "cmc.png")
@@ -20,10 +19,10 @@ Each ``plot_*`` function has a ``*_figure`` twin that returns the :class:`matplo
 instead of writing it.
 """
 
+from .._moved import moved_names
 from .attention import AttentionMaps, attention_figure, compute_attention_maps, denormalize, plot_attention
 from .cmc import cmc_figure, plot_cmc
 from .curves import plot_training_curves, training_curves_figure
-from .report import FigurePaths, figure_paths, visualize_checkpoint
 from .retrieval import (
     CORRECT_COLOR,
     QUERY_COLOR,
@@ -40,13 +39,11 @@ __all__ = [
     "QUERY_COLOR",
     "WRONG_COLOR",
     "AttentionMaps",
-    "FigurePaths",
     "RankedMatch",
     "attention_figure",
     "cmc_figure",
     "compute_attention_maps",
     "denormalize",
-    "figure_paths",
     "plot_attention",
     "plot_cmc",
     "plot_retrieval",
@@ -55,5 +52,8 @@ __all__ = [
     "select_queries",
     "top_matches",
     "training_curves_figure",
-    "visualize_checkpoint",
 ]
+
+__getattr__ = moved_names(
+    __name__, dict.fromkeys(("FigurePaths", "figure_paths", "visualize_checkpoint"), "stadb_reid.commands")
+)

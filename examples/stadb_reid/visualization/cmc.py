@@ -19,10 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..evaluation import RankMetrics
+from ._canvas import agg_figure, save_png
 
 __all__ = ["cmc_figure", "plot_cmc"]
 
@@ -50,8 +50,7 @@ def cmc_figure(metrics: RankMetrics, *, title: str = "CMC curve") -> Figure:
         raise TypeError(f"metrics must be a RankMetrics, got {type(metrics).__name__}")
     cmc = 100.0 * np.asarray(metrics.cmc, dtype=np.float64)
     ranks = np.arange(1, len(cmc) + 1)
-    figure = Figure(figsize=(6.0, 4.2), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = agg_figure(6.0, 4.2)
     axes = figure.subplots()
     axes.plot(
         ranks,
@@ -96,7 +95,4 @@ def plot_cmc(metrics: RankMetrics, path: str | Path, *, title: str = "CMC curve"
     Raises:
         TypeError: If ``metrics`` is not a :class:`~stadb_reid.evaluation.RankMetrics`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cmc_figure(metrics, title=title).savefig(path, dpi=110)
-    return path
+    return save_png(cmc_figure(metrics, title=title), path)

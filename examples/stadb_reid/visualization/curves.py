@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from ._canvas import agg_figure, save_png
 
 __all__ = ["plot_training_curves", "training_curves_figure"]
 
@@ -57,8 +58,7 @@ def training_curves_figure(history: Sequence[Mapping[str, float]]) -> Figure:
     """
     _check_history(history)
     epochs = [float(entry["epoch"]) for entry in history]
-    figure = Figure(figsize=(13.0, 3.6), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = agg_figure(13.0, 3.6)
     loss_axes, lr_axes, accuracy_axes = figure.subplots(1, 3)
 
     loss_axes.plot(epochs, [float(entry["loss"]) for entry in history], color="tab:blue", marker=".")
@@ -108,7 +108,4 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Pat
     Raises:
         ValueError: If ``history`` is empty or an entry lacks ``epoch``, ``loss`` or ``lr``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    training_curves_figure(history).savefig(path, dpi=110)
-    return path
+    return save_png(training_curves_figure(history), path)

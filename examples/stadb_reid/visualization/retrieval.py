@@ -25,8 +25,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from stadb_layers._validation import check_positive_int
+
+from ._canvas import agg_figure, save_png
 
 __all__ = [
     "CORRECT_COLOR",
@@ -109,8 +112,7 @@ def top_matches(
         raise ValueError(f"q_pids and q_camids must have one entry per distances row ({matrix.shape[0]})")
     if not len(gallery_pids) == len(gallery_cams) == matrix.shape[1]:
         raise ValueError(f"g_pids and g_camids must have one entry per distances column ({matrix.shape[1]})")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    check_positive_int(top_k, "top_k")
     rankings = []
     for row, pid, camid in zip(matrix, query_pids, query_cams, strict=True):
         order = np.argsort(row, kind="stable")
@@ -146,8 +148,7 @@ def select_queries(
         ValueError: If ``num_queries`` is below 1 or ``eligible`` has the wrong shape.
     """
     pids = _as_array(q_pids, "q_pids")
-    if isinstance(num_queries, bool) or not isinstance(num_queries, int) or num_queries < 1:
-        raise ValueError(f"num_queries must be a positive integer, got {num_queries!r}")
+    check_positive_int(num_queries, "num_queries")
     allowed = np.ones(len(pids), dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
     if allowed.shape != pids.shape:
         raise ValueError(f"eligible must be a boolean mask of shape {pids.shape}, got {allowed.shape}")
@@ -209,8 +210,9 @@ def retrieval_figure(
     height, width = np.asarray(query_images[0]).shape[:2]
     panel_width = 1.05
     panel_height = panel_width * height / width
-    figure = Figure(figsize=(0.4 + panel_width * (top_k + 1.3), 0.8 + (panel_height + 0.45) * count))
-    FigureCanvasAgg(figure)
+    figure = agg_figure(
+        0.4 + panel_width * (top_k + 1.3), 0.8 + (panel_height + 0.45) * count, constrained=False
+    )
     grid = figure.add_gridspec(
         count, top_k + 2, width_ratios=[1.0, 0.3] + [1.0] * top_k, wspace=0.12, hspace=0.45
     )
@@ -267,9 +269,6 @@ def plot_retrieval(
     Raises:
         ValueError: If the numbers of queries, matches, images and captions differ.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    retrieval_figure(query_images, matches, gallery_images, query_captions=query_captions).savefig(
-        path, dpi=110
+    return save_png(
+        retrieval_figure(query_images, matches, gallery_images, query_captions=query_captions), path
     )
-    return path
