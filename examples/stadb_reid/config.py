@@ -25,6 +25,7 @@ __all__ = [
     "DistanceMetric",
     "Variant",
     "config_files_set",
+    "flatten_config",
     "load_config",
 ]
 
@@ -229,3 +230,14 @@ def _without_enums(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_enums(item) for item in value]
     return value.value if isinstance(value, Enum) else value
+
+
+def flatten_config(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` to ``{"a.b": 1}``; dict-valued leaves such as ``data.options`` stay whole."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, dict) and key != "options":
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -23,8 +23,8 @@ STATE = {
     "model": {"weight": WEIGHT},
     "optimizer": {"state": {}, "param_groups": []},
     "grad_scaler": {},
-    "epoch": 3,
-    "position": {"epoch": 4, "step": 0, "loss_sum": 0.0},
+    "completed_epochs": 3,
+    "resume_at": {"epoch": 4, "step": 0, "loss_sum": 0.0},
     "rng": {},
     "train_seconds": 1.5,
     "num_classes": 3,
@@ -51,22 +51,22 @@ def with_header(payload: bytes, version: int) -> bytes:
 
 def saved(tmp_path: Path, epoch: int = 3) -> Path:
     path = tmp_path / "run" / "checkpoint.pt"
-    save_checkpoint({**STATE, "epoch": epoch}, path)
+    save_checkpoint({**STATE, "completed_epochs": epoch}, path)
     return path
 
 
 def test_roundtrip_leaves_no_temporary_files(tmp_path: Path) -> None:
     path = saved(tmp_path)
     state = load_checkpoint(path)
-    assert state["epoch"] == 3 and torch.equal(state["model"]["weight"], WEIGHT)
+    assert state["completed_epochs"] == 3 and torch.equal(state["model"]["weight"], WEIGHT)
     assert [p.name for p in path.parent.iterdir()] == ["checkpoint.pt"]
 
 
 def test_the_replaced_checkpoint_is_kept_as_previous(tmp_path: Path) -> None:
     path = saved(tmp_path, epoch=1)
-    save_checkpoint({**STATE, "epoch": 2}, path)
-    assert load_checkpoint(path)["epoch"] == 2
-    assert load_checkpoint(previous_checkpoint_path(path))["epoch"] == 1
+    save_checkpoint({**STATE, "completed_epochs": 2}, path)
+    assert load_checkpoint(path)["completed_epochs"] == 2
+    assert load_checkpoint(previous_checkpoint_path(path))["completed_epochs"] == 1
     assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.prev.pt", "checkpoint.pt"]
 
 
@@ -102,13 +102,13 @@ def test_damage_is_reported_by_kind(tmp_path: Path, damage: object, message: str
 
 def test_latest_falls_back_to_the_previous_good_checkpoint(tmp_path: Path) -> None:
     path = saved(tmp_path, epoch=1)
-    save_checkpoint({**STATE, "epoch": 2}, path)
+    save_checkpoint({**STATE, "completed_epochs": 2}, path)
     path.write_bytes(path.read_bytes()[:100])
     lines: list[str] = []
     found = load_latest_checkpoint(path, log=lines.append)
     assert found is not None
     state, source = found
-    assert state["epoch"] == 1 and source == previous_checkpoint_path(path)
+    assert state["completed_epochs"] == 1 and source == previous_checkpoint_path(path)
     assert len(lines) == 1 and "truncated" in lines[0] and str(path) in lines[0]
 
 
@@ -197,21 +197,21 @@ def test_a_checkpoint_of_the_pickled_numpy_format_is_refused(tmp_path: Path) -> 
 
 def test_missing_entries_are_named(tmp_path: Path) -> None:
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint({"model": {"weight": WEIGHT}, "epoch": 1}, path)
+    save_checkpoint({"model": {"weight": WEIGHT}, "completed_epochs": 1}, path)
     with pytest.raises(CheckpointError, match=f"{path} is incomplete: missing 'config', 'num_classes'$"):
         load_checkpoint(path)
-    with pytest.raises(CheckpointError, match="missing 'optimizer', 'grad_scaler', 'position', 'rng', 't"):
+    with pytest.raises(CheckpointError, match="missing 'optimizer', 'grad_scaler', 'resume_at', 'rng', 't"):
         load_latest_checkpoint(path, log=lambda _: None)
-    assert load_checkpoint(path, require=["model"])["epoch"] == 1
+    assert load_checkpoint(path, require=["model"])["completed_epochs"] == 1
 
 
 def test_a_damaged_checkpoint_is_not_rotated_over_the_good_previous_one(tmp_path: Path) -> None:
     path = saved(tmp_path, epoch=1)
-    save_checkpoint({**STATE, "epoch": 2}, path)
+    save_checkpoint({**STATE, "completed_epochs": 2}, path)
     path.write_bytes(path.read_bytes()[:-10])
-    save_checkpoint({**STATE, "epoch": 3}, path)
-    assert load_checkpoint(path)["epoch"] == 3
-    assert load_checkpoint(previous_checkpoint_path(path))["epoch"] == 1
+    save_checkpoint({**STATE, "completed_epochs": 3}, path)
+    assert load_checkpoint(path)["completed_epochs"] == 3
+    assert load_checkpoint(previous_checkpoint_path(path))["completed_epochs"] == 1
 
 
 def test_temporary_files_of_a_killed_save_are_removed_by_the_next_save(tmp_path: Path) -> None:
@@ -233,7 +233,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_checkpoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = saved(tmp_path, epoch=1)
-    save_checkpoint({**STATE, "epoch": 2}, path)
+    save_checkpoint({**STATE, "completed_epochs": 2}, path)
     before = {file.name: file.read_bytes() for file in path.parent.iterdir()}
 
     class FullDisk(io.FileIO):
@@ -242,7 +242,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_checkpoints(
 
     monkeypatch.setattr(os, "fdopen", lambda handle, mode: FullDisk(handle, mode))
     with pytest.raises(CheckpointError) as caught:
-        save_checkpoint({**STATE, "epoch": 3}, path)
+        save_checkpoint({**STATE, "completed_epochs": 3}, path)
     monkeypatch.undo()
     assert str(caught.value) == (
         f"cannot save checkpoint {path}: No space left on device; the previous checkpoint is kept"

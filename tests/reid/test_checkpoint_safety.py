@@ -117,7 +117,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_runs(
     )
 
 
-@pytest.mark.parametrize(("command", "missing"), [("evaluate", "'config'"), ("train", "'position'")])
+@pytest.mark.parametrize(("command", "missing"), [("evaluate", "'config'"), ("train", "'resume_at'")])
 def test_a_checkpoint_with_missing_entries_is_refused_in_one_line(
     workspace: Path, tmp_path: Path, command: str, missing: str
 ) -> None:

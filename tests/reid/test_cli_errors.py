@@ -97,7 +97,7 @@ def test_the_same_checks_apply_to_an_untrained_evaluation(
     ("arguments", "message"),
     [
         (["train", "--dataset", "nope", "--data-root", "{tmp}/d"], "data.dataset must be one of cuhk03"),
-        (["train", "--epochs", "0"], "Invalid value for '--epochs'"),
+        (["train", "--epochs", "0"], "optim.epochs must be an integer >= 1, got 0"),
         (["train", "--no-such-flag"], "No such option: --no-such-flag"),
         (["export", "--checkpoint", "{tmp}/c.pt", "--format", "tflite"], "expected onnx or torchscript"),
     ],

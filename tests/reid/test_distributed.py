@@ -14,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parameters_to_vector
 
 from stadb_layers import RandomBranchSelector, SoftMarginBatchHardTriplet
-from stadb_reid.engine import evaluate_checkpoint
+from stadb_reid.commands import evaluate_checkpoint
 from stadb_reid.engine.distributed import DistributedContext
 from stadb_reid.engine.precision import Precision
 from stadb_reid.engine.trainer import TrainStep, reid_loss

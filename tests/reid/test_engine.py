@@ -9,9 +9,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from typer.testing import CliRunner
 
 from stadb_reid.cli import app
-from stadb_reid.config import CONFIG_DIR, ConfigError, config_to_dict, load_config
+from stadb_reid.config import CONFIG_DIR, ConfigError, config_to_dict, flatten_config, load_config
 from stadb_reid.engine import learning_rate, load_checkpoint
-from stadb_reid.engine.evaluate import flatten
 
 
 def paper_rule(epoch: int) -> float:
@@ -133,7 +132,7 @@ def test_train_checkpoint_evaluate_end_to_end(tmp_path: Path) -> None:
     assert metrics["history"][-1]["rank1"] == metrics["rank1"], "the final evaluation closes the history"
     assert (output_dir / "curves.png").read_bytes().startswith(b"\x89PNG")
     checkpoint = load_checkpoint(output_dir / "checkpoint.pt")
-    assert checkpoint["epoch"] == 2
+    assert checkpoint["completed_epochs"] == 2
 
     events = EventAccumulator(str(output_dir / "tensorboard"))
     events.Reload()
@@ -201,4 +200,4 @@ def test_config_dicts_hold_plain_strings_and_load_back() -> None:
     plain = config_to_dict(config)
     assert type(plain["model"]["variant"]) is str and plain["model"]["variant"] == "bdb"
     assert json.loads(json.dumps(plain)) == plain
-    assert config_to_dict(load_config([], flatten(plain))) == plain
+    assert config_to_dict(load_config([], flatten_config(plain))) == plain

@@ -12,6 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from stadb_reid.cli import app, main
+from stadb_reid.commands import export_checkpoint, extract_folder
+from stadb_reid.commands.export import PREPROCESSING_FILE
 from stadb_reid.config import Config, config_to_dict, load_config
 from stadb_reid.data import (
     IMAGENET_MEAN,
@@ -21,16 +23,8 @@ from stadb_reid.data import (
     UnreadableImageError,
     build_test_transform,
 )
-from stadb_reid.engine import (
-    build_model,
-    export_checkpoint,
-    extract_folder,
-    load_checkpoint,
-    save_checkpoint,
-    train,
-)
+from stadb_reid.engine import build_model, load_checkpoint, save_checkpoint, train
 from stadb_reid.engine.checkpoint import CHECKPOINT_NAME, CheckpointError
-from stadb_reid.engine.export import PREPROCESSING_FILE
 from stadb_reid.model import STADBNet
 
 HEIGHT, WIDTH = 32, 16

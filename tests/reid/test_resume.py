@@ -107,7 +107,7 @@ def test_sigkill_mid_epoch_then_resume_is_exact(data_root: Path, uninterrupted: 
     assert killed.returncode == -signal.SIGKILL
     # At most the unfinished epoch is lost: the checkpoint holds epoch 1 and points at epoch 2's start.
     state = load_checkpoint(tmp_path / "checkpoint.pt")
-    assert state["epoch"] == 1 and state["position"] == {"epoch": 2, "step": 0, "loss_sum": 0.0}
+    assert state["completed_epochs"] == 1 and state["resume_at"] == {"epoch": 2, "step": 0, "loss_sum": 0.0}
     assert not list(tmp_path.glob(".*.tmp")), "the atomic write leaves no temporary file behind"
 
     resumed = subprocess.run(
@@ -128,7 +128,7 @@ def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(
     assert re.search(r"epoch 2/3: .*<.*loss=\d+\.\d+, lr=\d\.\de-\d+", stopped.stderr), (
         "progress: ETA, loss, lr"
     )
-    position = load_checkpoint(tmp_path / "checkpoint.pt")["position"]
+    position = load_checkpoint(tmp_path / "checkpoint.pt")["resume_at"]
     assert position["epoch"] == 2 and position["step"] >= 1
 
     resumed = subprocess.run(
@@ -151,7 +151,7 @@ def test_resume_uses_the_previous_checkpoint_when_the_latest_is_damaged(
     assert resumed.returncode == 0, resumed.stderr
     assert f"checkpoint {latest} is truncated" in resumed.stdout
     assert f"checkpoint.prev.pt: epoch {EPOCHS}, step 0" in resumed.stdout
-    assert load_checkpoint(latest)["epoch"] == EPOCHS + 1
+    assert load_checkpoint(latest)["completed_epochs"] == EPOCHS + 1
 
 
 def test_resume_with_another_model_is_a_one_line_error(

@@ -10,7 +10,7 @@ from torch import nn
 
 from stadb_reid.config import ConfigError, load_config
 from stadb_reid.engine import TrainingDivergedError, load_checkpoint, train
-from stadb_reid.engine import trainer as trainer_module
+from stadb_reid.engine import step as step_module
 from stadb_reid.engine.distributed import DistributedContext
 from stadb_reid.engine.precision import Precision
 from stadb_reid.engine.preflight import RUN_FILES, prepare_output_dir
@@ -46,7 +46,7 @@ def tiny_config(tmp_path: Path, epochs: int) -> Any:
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_loss, calls = trainer_module.reid_loss, [0]
+    real_loss, calls = step_module.reid_loss, [0]
 
     def loss_turning_nan_in_the_second_epoch(*args: Any) -> torch.Tensor:
         calls[0] += 1
@@ -54,7 +54,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(
         return loss * math.nan if calls[0] > steps_per_epoch else loss
 
     steps_per_epoch = 3  # the tiny dataset at P = 2, K = 2
-    monkeypatch.setattr(trainer_module, "reid_loss", loss_turning_nan_in_the_second_epoch)
+    monkeypatch.setattr(step_module, "reid_loss", loss_turning_nan_in_the_second_epoch)
     config = tiny_config(tmp_path, epochs=3)
     with pytest.raises(TrainingDivergedError) as diverged:
         train(config, progress=False, log=lambda _: None)
@@ -64,7 +64,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(
         diverged.value
     )
     state = load_checkpoint(checkpoint)
-    assert state["position"] == {"epoch": 2, "step": 0, "loss_sum": 0.0}
+    assert state["resume_at"] == {"epoch": 2, "step": 0, "loss_sum": 0.0}
     assert all(t.isfinite().all() for t in state["model"].values() if t.is_floating_point())
     assert not (tmp_path / "run" / "metrics.json").exists()
 

@@ -5,12 +5,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..data import build_dataset
-from ..visualization import visualize_checkpoint
-from .checkpoint import CHECKPOINT_NAME
+from ..data import dataset_from_config
+from ..engine.checkpoint import CHECKPOINT_NAME
+from ..engine.preflight import prepare_output_dir
+from ..engine.trainer import format_metrics, train
 from .evaluate import evaluate_untrained
-from .preflight import prepare_output_dir
-from .trainer import format_metrics, train
+from .visualize import visualize_checkpoint
 
 __all__ = ["run_demo"]
 
@@ -29,7 +29,7 @@ def run_demo(
     prepare_output_dir(Path(config.output_dir), resume=False, overwrite=overwrite)  # before the slow part
     config.data.root = str(Path(config.output_dir) / "synthetic")
     log(f"synthetic dataset in {config.data.root}")
-    dataset = build_dataset(config.data.dataset, config.data.root, **config.data.options)
+    dataset = dataset_from_config(config.data)
     untrained = evaluate_untrained(config, dataset=dataset, progress=progress)
     log(f"untrained network: {format_metrics(untrained)}")
     metrics = train(

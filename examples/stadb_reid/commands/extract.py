@@ -25,6 +25,7 @@ from ..data import (
     build_test_transform,
     read_image,
 )
+from ..engine.build import resolve_device
 from ..evaluation import extract_features
 from .evaluate import load_trained_model
 
@@ -133,8 +134,6 @@ def extract_folder(
             :class:`EmptyDatasetError`), or an image cannot be read (:class:`UnreadableImageError`);
             the message names the path.
     """
-    from .trainer import resolve_device
-
     if out.suffix != ".npy":
         raise ValueError(f"out must be a .npy file, got {out}")
     relative_paths = find_images(images)

@@ -11,17 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..data import ReIDSample, build_dataset, build_test_transform, read_image
-from ..evaluation import Metric, RankMetrics, has_match_in_other_camera, pairwise_distance
-from .attention import compute_attention_maps, denormalize, plot_attention
-from .cmc import plot_cmc
-from .curves import plot_training_curves
-from .retrieval import plot_retrieval, select_queries, top_matches
+from stadb_layers._validation import check_positive_int
+
+from ..data import ReIDSample, build_test_transform, dataset_from_config, read_image
+from ..engine.build import resolve_device
+from ..engine.evaluate import embed_test_sets, rank_test_sets
+from ..errors import CheckpointError
+from ..evaluation import RankMetrics, has_match_in_other_camera, pairwise_distance
+from ..visualization.attention import denormalize, plot_attention
+from ..visualization.attention_maps import compute_attention_maps
+from ..visualization.cmc import plot_cmc
+from ..visualization.curves import plot_training_curves
+from ..visualization.retrieval import plot_retrieval, select_queries, top_matches
+from .evaluate import load_trained_model
 
 __all__ = ["FigurePaths", "figure_paths", "visualize_checkpoint"]
 
@@ -100,14 +107,8 @@ def visualize_checkpoint(
         ReIDDataError: If the dataset cannot be found or read.
         ValueError: If ``num_queries`` or ``top_k`` is below 1.
     """
-    # The engine imports this package (the demo draws these figures), so its modules load on first use.
-    from ..engine.checkpoint import CheckpointError
-    from ..engine.evaluate import embed_test_sets, load_trained_model, rank_test_sets
-    from ..engine.trainer import resolve_device
-
-    for name, value in (("num_queries", num_queries), ("top_k", top_k)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_int(num_queries, "num_queries")
+    check_positive_int(top_k, "top_k")
     checkpoint = Path(checkpoint)
     output_dir = Path(output_dir)
     overrides: dict[str, Any] = {
@@ -120,7 +121,7 @@ def visualize_checkpoint(
         raise CheckpointError(f"{checkpoint} has no training history to plot")
     torch_device = resolve_device(config.device)
     model.to(torch_device)
-    data = build_dataset(config.data.dataset, config.data.root, **config.data.options)
+    data = dataset_from_config(config.data)
 
     height, width = config.data.height, config.data.width
     query, gallery = embed_test_sets(model, data, config, torch_device, progress=progress)
@@ -132,7 +133,7 @@ def visualize_checkpoint(
     distances = (
         reranked[chosen]
         if reranked is not None
-        else pairwise_distance(q_features[chosen], g_features, cast(Metric, config.eval.metric))
+        else pairwise_distance(q_features[chosen], g_features, config.eval.metric.value)
     )
     matches = top_matches(distances, q_pids[chosen], g_pids, q_camids[chosen], g_camids, top_k=top_k)
 
@@ -143,7 +144,7 @@ def visualize_checkpoint(
         list(denormalize(_load_images([data.gallery[m.gallery_index] for m in ranked], height, width)))
         for ranked in matches
     ]
-    history = _with_final_evaluation(state["history"], state.get("epoch", -1), metrics)
+    history = _with_final_evaluation(state["history"], state["completed_epochs"], metrics)
     paths = figure_paths(output_dir)
     return FigurePaths(
         curves=plot_training_curves(history, paths.curves),

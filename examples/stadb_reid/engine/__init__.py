@@ -1,30 +1,50 @@
-"""Training, evaluation, checkpointing and export of the STADB re-ID network."""
+"""Training the STADB re-ID network: the loop and its hooks, checkpoints, evaluation during training.
 
+The commands built on it (evaluate a checkpoint, export, extract, visualize, the demo) are in
+:mod:`stadb_reid.commands`; their old names here still work, with a deprecation warning.
+"""
+
+from .._moved import moved_names
+from .build import build_model, resolve_device, seed_everything
 from .checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
-from .demo import run_demo
 from .divergence import TrainingDivergedError
-from .evaluate import evaluate_checkpoint, evaluate_model, evaluate_untrained
-from .export import export_checkpoint
-from .extract import extract_folder
+from .evaluate import evaluate_model
+from .hooks import CheckpointHook, EvalHook, InterruptHook, ProgressHook, TensorBoardHook
 from .interrupt import TrainingInterruptedError
+from .loop import HookBase, TrainLoop
 from .preflight import validate_config
 from .schedule import learning_rate
-from .trainer import build_model, train
+from .state import ResumePosition, TrainState
+from .trainer import train
 
 __all__ = [
+    "CheckpointHook",
+    "EvalHook",
+    "HookBase",
+    "InterruptHook",
+    "ProgressHook",
+    "ResumePosition",
+    "TensorBoardHook",
+    "TrainLoop",
+    "TrainState",
     "TrainingDivergedError",
     "TrainingInterruptedError",
     "build_model",
-    "evaluate_checkpoint",
     "evaluate_model",
-    "evaluate_untrained",
-    "export_checkpoint",
-    "extract_folder",
     "learning_rate",
     "load_checkpoint",
     "load_latest_checkpoint",
-    "run_demo",
+    "resolve_device",
     "save_checkpoint",
+    "seed_everything",
     "train",
     "validate_config",
 ]
+
+__getattr__ = moved_names(
+    __name__,
+    dict.fromkeys(
+        ("evaluate_checkpoint", "evaluate_untrained", "export_checkpoint", "extract_folder", "run_demo"),
+        "stadb_reid.commands",
+    ),
+)

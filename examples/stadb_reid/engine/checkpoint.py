@@ -27,6 +27,8 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from .state import MODEL_KEYS
+from .state import TRAIN_STATE_KEYS as RESUME_KEYS
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -40,21 +42,6 @@ __all__ = [
 ]
 
 CHECKPOINT_NAME = "checkpoint.pt"
-#: The entries rebuilding the trained model needs (evaluate, export, extract, visualize).
-MODEL_KEYS = ("model", "config", "num_classes")
-#: Everything the trainer saves, all of which ``train --resume`` needs.
-RESUME_KEYS = (
-    "model",
-    "optimizer",
-    "grad_scaler",
-    "epoch",
-    "position",
-    "rng",
-    "train_seconds",
-    "num_classes",
-    "config",
-    "history",
-)
 _SIGNATURE = b"STADBCKPT"
 # Format 1 pickled NumPy's RNG state as NumPy objects, which only an unrestricted unpickler reads.
 _LEGACY_FORMAT, _FORMAT = 1, 2

@@ -60,7 +60,7 @@ def validate_config(config: Config) -> Config:
         >>> validate_config(load_config(["market1501"], {"model.alpha": 2.0}))
         Traceback (most recent call last):
         ...
-        stadb_reid.config.ConfigError: model.alpha must lie in (0.0, 1.0], got 2.0
+        stadb_reid.errors.ConfigError: model.alpha must lie in (0.0, 1.0], got 2.0
     """
     data, model, optim = config.data, config.model, config.optim
     _choice(data.dataset.lower(), "data.dataset", available_datasets())

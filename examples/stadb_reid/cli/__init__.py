@@ -1,0 +1,55 @@
+"""The ``stadb-reid`` command: train, evaluate, the offline demo, export, feature extraction and figures.
+
+:mod:`~stadb_reid.cli.app` holds the typer app and the shared options; the commands are registered on it
+by :mod:`~stadb_reid.cli.training` and :mod:`~stadb_reid.cli.checkpoints`, and do their work through
+:mod:`stadb_reid.commands` and :mod:`stadb_reid.engine`.
+"""
+
+import typer
+
+from ..errors import ReIDError
+from .app import app, build_config, refuse_to_replace
+from .checkpoints import evaluate, export, extract, visualize
+from .training import demo, train
+
+try:  # recent typer releases vendor click; main() needs its exception classes to print them in one line
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - typer with click as a dependency
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
+__all__ = [
+    "app",
+    "build_config",
+    "demo",
+    "evaluate",
+    "export",
+    "extract",
+    "main",
+    "refuse_to_replace",
+    "train",
+    "visualize",
+]
+
+
+def main() -> None:
+    """Entry point of the ``stadb-reid`` console script: every failure is one line on stderr.
+
+    Exit codes: 2 for usage, config, data and checkpoint errors; 1 when training diverged; 130 when
+    interrupted (after saving a checkpoint). See :mod:`stadb_reid.errors`.
+    """
+    try:
+        code = app(standalone_mode=False)
+    except click_exceptions.UsageError as usage:
+        if isinstance(usage, getattr(click_exceptions, "NoArgsIsHelpError", ())) and usage.ctx is not None:
+            typer.echo(usage.ctx.get_help())
+            raise SystemExit(0) from None
+        where = f" (see {usage.ctx.command_path} --help)" if usage.ctx is not None else ""
+        typer.echo(f"error: {usage.format_message()}{where}", err=True)
+        raise SystemExit(2) from None
+    except ReIDError as error:
+        typer.echo(f"{error.label}: {error}", err=True)
+        raise SystemExit(error.exit_code) from None
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -1,0 +1,77 @@
+"""The ``stadb-reid`` typer app, the options its commands share, and how a command line becomes a config."""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..config import Config, ConfigError, config_files_set, load_config
+
+__all__ = ["ConfigFiles", "Overwrite", "SetOverrides", "app", "build_config", "refuse_to_replace"]
+
+app = typer.Typer(
+    help="Train and evaluate the STADB person re-identification network.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ConfigFiles = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--config",
+        help="YAML file or bundled config name (market1501, demo_cpu, ablation_global...); repeatable.",
+    ),
+]
+SetOverrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override any config key, e.g. --set optim.base_lr=3e-4; repeatable."),
+]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace the files an earlier run or command wrote there.")
+]
+
+
+def build_config(
+    files: list[str] | None,
+    overrides: dict[str, Any],
+    settings: list[str] | None,
+    *,
+    needs_dataset: bool = False,
+) -> Config:
+    """Load the config from files, flags and ``--set KEY=VALUE`` pairs, and check every value.
+
+    A ``--dataset`` other than the one the files name drops the files' ``data.options`` (they belong
+    to that other dataset). With ``needs_dataset``, a dataset must be named by ``--dataset``, a config
+    file or ``--set data.dataset=...``, so a mistyped ``--data-root`` is never taken for the default
+    synthetic dataset and generated. Config errors are usage errors.
+    """
+    from ..engine import validate_config
+
+    keys = []
+    for pair in settings or []:
+        key, separator, _ = pair.partition("=")
+        if not separator or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
+        keys.append(key.strip())
+    try:
+        dataset = overrides.get("data.dataset")
+        if dataset is not None and dataset.lower() != load_config(files).data.dataset.lower():
+            overrides = {**overrides, "data.options": {}}
+        config = validate_config(load_config(files, overrides, settings))
+        named = dataset is not None or "data.dataset" in keys or config_files_set(files, "data.dataset")
+        if needs_dataset and not named:
+            raise ConfigError(
+                "no dataset named: pass --dataset NAME --data-root DIR (--dataset synthetic generates "
+                "the built-in one there) or a --config that names one, e.g. --config market1501"
+            )
+        return config
+    except ConfigError as error:
+        raise typer.BadParameter(str(error), param_hint="--config/--set") from error
+
+
+def refuse_to_replace(paths: list[Path], overwrite: bool) -> None:
+    """Raise a usage error naming the first of ``paths`` that exists, unless ``overwrite``."""
+    existing = [path for path in paths if path.exists()]
+    if existing and not overwrite:
+        raise typer.BadParameter(f"{existing[0]} exists; pass --overwrite to replace it", param_hint="--out")

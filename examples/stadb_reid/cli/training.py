@@ -1,0 +1,116 @@
+"""The commands that train: ``train`` and the offline ``demo``."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..config import AmpMode, AttentionType, Variant
+from .app import ConfigFiles, Overwrite, SetOverrides, app, build_config
+
+__all__ = ["demo", "train"]
+
+
+@app.command()
+def train(
+    dataset: Annotated[
+        str | None, typer.Option(help="A registered dataset (stadb_reid.data.available_datasets()).")
+    ] = None,
+    data_root: Annotated[Path | None, typer.Option(help="Dataset folder.")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Checkpoint and metrics folder.")] = None,
+    config: ConfigFiles = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    height: Annotated[int | None, typer.Option()] = None,
+    width: Annotated[int | None, typer.Option()] = None,
+    num_identities: Annotated[int | None, typer.Option(help="P identities per batch.")] = None,
+    num_instances: Annotated[int | None, typer.Option(help="K images per identity.")] = None,
+    pretrained: Annotated[
+        bool | None,
+        typer.Option(
+            "--pretrained/--no-pretrained", help="ImageNet weights through timm (needs the internet)."
+        ),
+    ] = None,
+    weights: Annotated[Path | None, typer.Option(help="Local backbone weights (.pth/.safetensors).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+    variant: Annotated[str | None, typer.Option(help=", ".join(Variant) + ".")] = None,
+    attention: Annotated[str | None, typer.Option(help=", ".join(AttentionType) + ".")] = None,
+    alpha: Annotated[float | None, typer.Option(help="SelfThresholdDrop threshold.")] = None,
+    rho: Annotated[float | None, typer.Option(help="Probability of the drop branch.")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    amp: Annotated[
+        str | None, typer.Option(help=f"Mixed precision: {', '.join(AmpMode)} (fp16 on CUDA only).")
+    ] = None,
+    channels_last: Annotated[
+        bool | None, typer.Option("--channels-last/--no-channels-last", help="NHWC memory format.")
+    ] = None,
+    compile_: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="Wrap the model in torch.compile.")
+    ] = None,
+    deterministic: Annotated[
+        bool | None,
+        typer.Option("--deterministic/--no-deterministic", help="Deterministic kernels (exact resume)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the newest good checkpoint in --output-dir.")
+    ] = False,
+    overwrite: Overwrite = False,
+    set_: SetOverrides = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Train a model and write OUTPUT/checkpoint.pt (every epoch) and OUTPUT/metrics.json.
+
+    An OUTPUT that holds an earlier run needs --resume (continue it) or --overwrite (replace it).
+
+    Multi-GPU: torchrun --nproc_per_node=N -m stadb_reid train ... (gloo on CPU, NCCL on CUDA).
+    Ctrl-C or SIGTERM saves a checkpoint after the current step; --resume continues from it.
+    """
+    from ..engine import train as run_training
+
+    overrides = {
+        "data.dataset": dataset,
+        "data.root": str(data_root) if data_root else None,
+        "output_dir": str(output_dir) if output_dir else None,
+        "optim.epochs": epochs,
+        "data.height": height,
+        "data.width": width,
+        "data.num_identities": num_identities,
+        "data.num_instances": num_instances,
+        "model.pretrained": pretrained,
+        "model.weights": str(weights) if weights else None,
+        "device": device,
+        "model.variant": variant,
+        "model.attention": attention,
+        "model.alpha": alpha,
+        "model.rho": rho,
+        "seed": seed,
+        "amp": amp,
+        "channels_last": channels_last,
+        "compile": compile_,
+        "deterministic": deterministic,
+    }
+    run_training(
+        build_config(config, overrides, set_, needs_dataset=True),
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+    )
+
+
+@app.command()
+def demo(
+    output_dir: Annotated[
+        Path, typer.Option(help="Where the synthetic data, checkpoint and metrics go.")
+    ] = Path("outputs/demo"),
+    epochs: Annotated[int | None, typer.Option()] = None,
+    overwrite: Overwrite = False,
+    set_: SetOverrides = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Offline demo: the full model at reduced resolution on the built-in synthetic dataset, on CPU.
+
+    Running it again into the same folder needs --overwrite (or another --output-dir).
+    """
+    from ..commands import run_demo
+
+    overrides = {"output_dir": str(output_dir), "optim.epochs": epochs}
+    run_demo(build_config(["demo_cpu"], overrides, set_), overwrite=overwrite, progress=progress)

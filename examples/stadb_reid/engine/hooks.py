@@ -1,0 +1,217 @@
+"""The hooks of the training loop: checkpoints, evaluation, TensorBoard, the progress bar, interruption.
+
+Each runs on every rank; those that write files or log do so on rank 0 only (the loop's callers
+pass them a disabled writer or a no-op log on the other ranks).
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ..errors import TrainingDivergedError, TrainingInterruptedError
+from .checkpoint import save_checkpoint
+from .distributed import DistributedContext
+from .divergence import first_non_finite
+from .interrupt import GracefulStop
+from .loop import HookBase
+from .state import ResumePosition, TrainState
+
+__all__ = ["CheckpointHook", "EvalHook", "InterruptHook", "ProgressHook", "TensorBoardHook"]
+
+
+class CheckpointHook(HookBase):
+    """Save the run after every epoch (and when :class:`InterruptHook` stops it).
+
+    Args:
+        path: The checkpoint file.
+        snapshot: The run's :class:`TrainState` at a position.
+        context: Rank 0 writes; every rank waits for it.
+        resumed_from: The checkpoint a resumed run started from, for messages until the first save.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        snapshot: Callable[[ResumePosition], TrainState],
+        context: DistributedContext,
+        resumed_from: str | None = None,
+    ) -> None:
+        self.path, self.snapshot, self.context, self.resumed_from = path, snapshot, context, resumed_from
+
+    def before_train(self) -> None:
+        """Name the checkpoint the run resumed from as the last good one."""
+        if self.resumed_from is not None:
+            self.trainer.last_checkpoint = self.resumed_from
+
+    def after_epoch(self) -> None:
+        """Save the run to continue with the next epoch."""
+        self.save(ResumePosition(self.trainer.epoch + 1))
+
+    def save(self, position: ResumePosition) -> None:
+        """Write the checkpoint (rank 0), refusing non-finite weights.
+
+        Raises:
+            TrainingDivergedError: A weight or buffer is NaN or infinite; nothing is written.
+        """
+        if self.context.is_main:
+            state = self.snapshot(position)
+            tensor = first_non_finite(state.model.items())
+            if tensor is not None:
+                raise TrainingDivergedError(
+                    f"not saving a checkpoint: {tensor} is not finite; the last checkpoint is "
+                    f"{self.trainer.last_checkpoint}"
+                )
+            save_checkpoint(state.to_dict(), self.path)
+        self.trainer.last_checkpoint = (
+            f"{self.path} (to resume at epoch {position.epoch}, step {position.step})"
+        )
+        self.context.barrier()
+
+
+class InterruptHook(HookBase):
+    """On SIGINT/SIGTERM (on any rank), save the run at the current step and stop it.
+
+    Args:
+        stop: The installed signal handler's flag.
+        checkpoint: Saves the run.
+        context: Every rank stops at the same step.
+    """
+
+    def __init__(self, stop: GracefulStop, checkpoint: CheckpointHook, context: DistributedContext) -> None:
+        self.stop, self.checkpoint, self.context = stop, checkpoint, context
+
+    def before_train(self) -> None:
+        """Let the loop ask whether a stop was requested."""
+        self.trainer.stop_requested = lambda: self.stop.requested
+
+    def before_step(self) -> None:
+        """Save and raise if a stop was requested.
+
+        Raises:
+            TrainingInterruptedError: After saving the checkpoint.
+        """
+        if self.context.any(self.stop.requested):
+            loop = self.trainer
+            self.checkpoint.save(loop.position)
+            raise TrainingInterruptedError(
+                f"stopped at epoch {loop.epoch}, step {loop.step}/{loop.steps_per_epoch}; checkpoint saved "
+                f"to {self.checkpoint.path}; continue with --resume"
+            )
+
+
+class EvalHook(HookBase):
+    """Evaluate every ``every`` epochs (rank 0) and once after the last, closing the history.
+
+    Args:
+        evaluate: Returns rank-1/5/10, mAP and mINP in percent.
+        every: Epochs between interim evaluations (0: only the final one).
+        is_main: Whether this rank evaluates.
+        write: Receives the interim result lines.
+    """
+
+    def __init__(
+        self,
+        evaluate: Callable[[], dict[str, float]],
+        every: int,
+        is_main: bool,
+        write: Callable[[str], None] = tqdm.write,
+    ) -> None:
+        self.evaluate, self.every, self.is_main, self.write = evaluate, every, is_main, write
+        #: The final evaluation's metrics (rank 0, once the run is done).
+        self.final: dict[str, float] = {}
+
+    def after_epoch(self) -> None:
+        """An interim evaluation when due (never after the last epoch: :meth:`after_train` does it)."""
+        epoch = self.trainer.history[-1]["epoch"]
+        if self.is_main and self.every and epoch % self.every == 0 and epoch < self.trainer.epochs:
+            metrics = self.evaluate()
+            self.trainer.history[-1].update(metrics)
+            self.write(f"epoch {epoch}: rank-1 {metrics['rank1']:.1f}%  mAP {metrics['mAP']:.1f}%")
+
+    def after_train(self) -> None:
+        """The final evaluation, also recorded in the last epoch's history entry."""
+        if self.is_main:
+            self.final = self.evaluate()
+            if self.trainer.history:
+                self.trainer.history[-1].update(self.final)
+
+
+class TensorBoardHook(HookBase):
+    """Write the step loss, the epoch loss and learning rate, and interim metrics as TensorBoard scalars.
+
+    Args:
+        writer: A ``torch.utils.tensorboard.SummaryWriter`` (closed after the run).
+    """
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    @classmethod
+    def in_folder(cls, folder: Path, log: Callable[[str], None]) -> "TensorBoardHook | None":
+        """A hook writing event files into ``folder``, or ``None`` without the tensorboard package."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log("no TensorBoard event files (optional: pip install tensorboard)")
+            return None
+        return cls(SummaryWriter(str(folder)))
+
+    def after_step(self) -> None:
+        """The step's loss, at the global step count."""
+        loop = self.trainer
+        self.writer.add_scalar("train/loss", loop.loss, (loop.epoch - 1) * loop.steps_per_epoch + loop.step)
+
+    def after_epoch(self) -> None:
+        """The epoch's mean loss, learning rate and, if evaluated, rank-1 and mAP."""
+        entry = self.trainer.history[-1]
+        self.writer.add_scalar("train/epoch_loss", entry["loss"], entry["epoch"])
+        self.writer.add_scalar("train/lr", entry["lr"], entry["epoch"])
+        for name in ("rank1", "mAP"):
+            if name in entry:
+                self.writer.add_scalar(f"eval/{name}", entry[name], entry["epoch"])
+
+    def after_train(self) -> None:
+        """Flush and close the event file."""
+        self.writer.close()
+
+
+class ProgressHook(HookBase):
+    """A tqdm bar over all steps of the run, with the epoch, loss and learning rate.
+
+    Args:
+        enabled: Show the bar (rank 0, unless ``--no-progress``).
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: tqdm[Any] | None = None
+
+    def before_train(self) -> None:
+        """Open the bar at the resumed position."""
+        loop = self.trainer
+        total = loop.epochs * loop.steps_per_epoch
+        done = min((loop.start.epoch - 1) * loop.steps_per_epoch + loop.start.step, total)
+        self.bar = tqdm(total=total, initial=done, disable=not self.enabled, unit="step", dynamic_ncols=True)
+
+    def before_epoch(self) -> None:
+        """Show the epoch."""
+        if self.bar is not None:
+            self.bar.set_description(f"epoch {self.trainer.epoch}/{self.trainer.epochs}")
+
+    def after_step(self) -> None:
+        """Advance, showing the step's loss and the learning rate."""
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{self.trainer.loss:.3f}", lr=f"{self.trainer.lr:.1e}")
+            self.bar.update()
+
+    def after_train(self) -> None:
+        """Close the bar."""
+        self.close()
+
+    def close(self) -> None:
+        """Close the bar (also after a run stopped by an exception)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

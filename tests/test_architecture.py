@@ -1,0 +1,158 @@
+"""The import contract: the packages form layers that import only downwards, and no modules import in a cycle.
+
+``stadb_reid``, bottom to top (see docs/contributing.md)::
+
+    errors, config  ->  data | model  ->  evaluation  ->  visualization  ->  engine  ->  commands  ->  cli
+
+A module may import from its own subpackage and from any layer below its own; ``data`` and ``model``
+share a layer and do not import each other. ``stadb_layers`` imports nothing of ``stadb_reid``. Every
+import counts, also one inside a function (a deferred import still couples the modules); only imports
+under ``if TYPE_CHECKING:`` are left out, since they never run.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {"stadb_layers": ROOT / "stadb_layers", "stadb_reid": ROOT / "examples" / "stadb_reid"}
+#: Layer of each part of stadb_reid (its subpackage or top-level module); a higher one may import a lower one.
+LAYERS = {
+    "errors": 0,
+    "_moved": 0,
+    "config": 1,
+    "data": 2,
+    "model": 2,
+    "evaluation": 3,
+    "visualization": 4,
+    "engine": 5,
+    "commands": 6,
+    "cli": 7,
+    "console": 8,
+    "__main__": 9,
+    "": 10,  # the package's own __init__, a facade over the rest
+}
+
+
+def _runs(node: ast.AST) -> bool:
+    return not (isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test))
+
+
+def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
+    found: set[str] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".") if is_package else module.split(".")[:-1]
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            # "from pkg import sub" imports the submodule pkg.sub when there is one
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+            found.add(target)
+        stack.extend(child for child in ast.iter_child_nodes(node) if _runs(child))
+    return found
+
+
+def import_graph(packages: dict[str, Path]) -> dict[str, set[str]]:
+    """Each module of ``packages`` and the modules of ``packages`` it imports."""
+    sources = {}
+    for name, folder in packages.items():
+        for path in sorted(folder.rglob("*.py")):
+            parts = (name, *path.relative_to(folder).with_suffix("").parts)
+            is_package = parts[-1] == "__init__"
+            sources[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    graph = {}
+    for module, (path, is_package) in sources.items():
+        imported = _imports(ast.parse(path.read_text(encoding="utf-8")), module, is_package)
+        graph[module] = {target for target in imported if target in sources and target != module}
+    return graph
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def layer_violations(graph: dict[str, set[str]], layers: dict[str, int]) -> list[str]:
+    """``"a -> b"`` for every import of stadb_reid that goes up, sideways, or from the library into it."""
+    problems = []
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            if module.startswith("stadb_layers") and target.startswith("stadb_reid"):
+                problems.append(f"{module} -> {target} (the library imports the trainer)")
+            elif module.startswith("stadb_reid") and target.startswith("stadb_reid"):
+                source, destination = _part(module), _part(target)
+                if source != destination and layers[destination] >= layers[source]:
+                    problems.append(f"{module} -> {target} ({source} may not import {destination})")
+    return problems
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles between modules (a package's ``__init__`` re-exporting its modules is not one)."""
+    packages = {target for targets in graph.values() for target in targets} & {
+        module for module in graph if any(other.startswith(f"{module}.") for other in graph)
+    }
+    edges = {m: {t for t in ts if t not in packages} for m, ts in graph.items() if m not in packages}
+    found, state = [], dict.fromkeys(edges, 0)  # 0 unvisited, 1 on the path, 2 done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(edges[module]):
+            if state[target] == 1:
+                found.append([*path[path.index(target) :], target])
+            elif state[target] == 0:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(edges):
+        if state[module] == 0:
+            visit(module, [module])
+    return found
+
+
+def test_every_part_of_the_trainer_has_a_layer() -> None:
+    parts = {_part(module) for module in import_graph(PACKAGES) if module.startswith("stadb_reid")}
+    assert parts <= set(LAYERS), f"add to LAYERS (and docs/contributing.md): {sorted(parts - set(LAYERS))}"
+
+
+def test_imports_go_down_the_layers_only() -> None:
+    assert layer_violations(import_graph(PACKAGES), LAYERS) == []
+
+
+def test_no_module_imports_in_a_cycle() -> None:
+    assert cycles(import_graph(PACKAGES)) == []
+
+
+@pytest.fixture
+def fake_tree(tmp_path: Path) -> Path:
+    """A small stadb_reid whose data imports the engine, and whose engine modules import each other."""
+    root = tmp_path / "stadb_reid"
+    for folder in ("data", "engine"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    (root / "data" / "loaders.py").write_text("def f():\n    from ..engine.trainer import train\n")
+    (root / "engine" / "trainer.py").write_text("from . import evaluate\n")
+    (root / "engine" / "evaluate.py").write_text("from .trainer import train\n")
+    (root / "engine" / "hints.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .trainer import train\n"
+    )
+    return root
+
+
+def test_the_checks_catch_an_upward_import_and_a_cycle(fake_tree: Path) -> None:
+    graph = import_graph({"stadb_reid": fake_tree})
+    assert layer_violations(graph, LAYERS) == [
+        "stadb_reid.data.loaders -> stadb_reid.engine.trainer (data may not import engine)"
+    ]
+    assert [sorted(set(cycle)) for cycle in cycles(graph)] == [
+        ["stadb_reid.engine.evaluate", "stadb_reid.engine.trainer"]
+    ]
+    assert "stadb_reid.engine.trainer" not in graph["stadb_reid.engine.hints"]
