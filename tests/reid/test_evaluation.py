@@ -647,3 +647,19 @@ def test_rerank_properties_and_defaults():
 def test_rerank_bad_inputs(args, kwargs, message):
     with pytest.raises(ValueError, match=message):
         k_reciprocal_rerank(*args, **kwargs)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 4), st.integers(0, 2)), min_size=1, max_size=12),
+    st.lists(st.tuples(st.integers(0, 4), st.integers(0, 2)), max_size=12),
+)
+def test_has_match_in_other_camera_is_the_ranking_rule(
+    queries: list[tuple[int, int]], gallery: list[tuple[int, int]]
+) -> None:
+    from stadb_reid.evaluation import has_match_in_other_camera
+
+    q_pids, q_camids = (np.array([q[i] for q in queries]) for i in (0, 1))
+    g_pids, g_camids = (np.array([g[i] for g in gallery], dtype=np.int64) for i in (0, 1))
+    expected = [any(gp == qp and gc != qc for gp, gc in gallery) for qp, qc in queries]
+    assert has_match_in_other_camera(q_pids, q_camids, g_pids, g_camids).tolist() == expected
