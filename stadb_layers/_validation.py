@@ -1,12 +1,34 @@
-"""Argument and input checks shared by the layers.
+"""Argument and input checks shared by the layers (and by the example trainer).
 
-The tensor checks run inside ``forward`` and are written in the TorchScript subset, so scripted
-modules keep them.
+Every integer, interval and probability check of the library goes through this module, so a bad
+argument gives the same one-line ``ValueError`` wording everywhere:
+
+* integers: :func:`check_int` (optional bounds), :func:`check_positive_int`,
+  :func:`check_non_negative_int` and :func:`check_odd_kernel_size`. Python and NumPy integers are
+  accepted (``bool`` is not) and returned as a Python ``int``;
+* real numbers: :func:`check_in_interval` and :func:`check_probability` (``[0, 1]``);
+* tensors: :func:`check_feature_map`.
+
+:func:`check_feature_map` runs inside ``forward`` and :func:`check_in_interval` inside the scripted
+forward of the triplet loss, so both are written in the TorchScript subset and scripted modules keep
+them.
 """
 
 from __future__ import annotations
 
+import numbers
+
 import torch
+
+__all__ = [
+    "check_feature_map",
+    "check_in_interval",
+    "check_int",
+    "check_non_negative_int",
+    "check_odd_kernel_size",
+    "check_positive_int",
+    "check_probability",
+]
 
 
 def check_feature_map(x: torch.Tensor, name: str, owner: str = "", channels: int | None = None) -> None:
@@ -33,7 +55,19 @@ def check_feature_map(x: torch.Tensor, name: str, owner: str = "", channels: int
 def check_in_interval(
     value: float, name: str, low: float, high: float, *, low_closed: bool, high_closed: bool
 ) -> float:
-    """Return ``value`` as a float, or raise ``ValueError`` naming ``name`` if it is outside the interval."""
+    """Return ``value`` as a float, or raise ``ValueError`` naming ``name`` if it is outside the interval.
+
+    NaN lies in no interval. TorchScript-compatible (under TorchScript the bounds in the message are
+    printed in its float format, e.g. ``0.`` for ``0.0``).
+
+    Examples:
+        >>> check_in_interval(0.5, "alpha", 0.0, 1.0, low_closed=False, high_closed=True)
+        0.5
+        >>> check_in_interval(0.0, "alpha", 0.0, 1.0, low_closed=False, high_closed=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: alpha must lie in (0.0, 1.0], got 0.0
+    """
     above = value >= low if low_closed else value > low
     below = value <= high if high_closed else value < high
     if not (above and below):
@@ -42,16 +76,67 @@ def check_in_interval(
     return float(value)
 
 
+def check_probability(value: float, name: str) -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` naming ``name`` unless it lies in ``[0, 1]``.
+
+    Examples:
+        >>> check_probability(1, "flip_prob")
+        1.0
+        >>> check_probability(1.5, "flip_prob")
+        Traceback (most recent call last):
+        ...
+        ValueError: flip_prob must lie in [0.0, 1.0], got 1.5
+    """
+    return check_in_interval(value, name, 0.0, 1.0, low_closed=True, high_closed=True)
+
+
+def _checked_int(value: int, name: str, low: int | None, high: int | None, requirement: str) -> int:
+    """``int(value)`` if it is a Python or NumPy integer (not ``bool``) in ``[low, high]``."""
+    is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not is_int or (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be {requirement}, got {value!r}")
+    return int(value)
+
+
+def check_int(value: int, name: str, low: int | None = None, high: int | None = None) -> int:
+    """Return ``int(value)``, or raise ``ValueError`` naming ``name`` unless an integer in ``[low, high]``.
+
+    Either bound may be ``None`` (unbounded). Python and NumPy integers are accepted, ``bool`` is not.
+
+    Examples:
+        >>> check_int(2, "eval_branch", 0, 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: eval_branch must be an integer in [0, 1], got 2
+        >>> check_int(-1, "seed", low=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: seed must be an integer >= 0, got -1
+    """
+    if low is not None and high is not None:
+        requirement = f"an integer in [{low}, {high}]"
+    elif low is not None:
+        requirement = f"an integer >= {low}"
+    elif high is not None:
+        requirement = f"an integer <= {high}"
+    else:
+        requirement = "an integer"
+    return _checked_int(value, name, low, high, requirement)
+
+
 def check_positive_int(value: int, name: str) -> int:
-    """Return ``value``, or raise ``ValueError`` naming ``name`` unless it is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    """Return ``int(value)``, or raise ``ValueError`` naming ``name`` unless it is an integer >= 1."""
+    return _checked_int(value, name, 1, None, "a positive integer")
+
+
+def check_non_negative_int(value: int, name: str) -> int:
+    """Return ``int(value)``, or raise ``ValueError`` naming ``name`` unless it is an integer >= 0."""
+    return _checked_int(value, name, 0, None, "a non-negative integer")
 
 
 def check_odd_kernel_size(value: int, name: str = "kernel_size") -> int:
-    """Return ``value``, or raise ``ValueError`` unless it is a positive odd integer ("same" padding)."""
-    check_positive_int(value, name)
+    """Return ``int(value)``, or raise ``ValueError`` unless it is a positive odd integer ("same" padding)."""
+    value = check_positive_int(value, name)
     if value % 2 == 0:
         raise ValueError(f"{name} must be odd so the output keeps the input size, got {value}")
     return value

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ._validation import check_in_interval
+from ._validation import check_int, check_probability
 
 __all__ = ["RandomBranchSelector"]
 
@@ -91,11 +91,10 @@ class RandomBranchSelector(nn.Module):
             raise ValueError("branches must hold at least one module")
         if len(probs) != len(branches):
             raise ValueError(f"probs must have one entry per branch ({len(branches)}), got {len(probs)}")
-        probs = [check_in_interval(p, "probs", 0.0, 1.0, low_closed=True, high_closed=True) for p in probs]
+        probs = [check_probability(p, "probs") for p in probs]
         if not math.isclose(math.fsum(probs), 1.0, abs_tol=1e-6):
             raise ValueError(f"probs must sum to 1, got {math.fsum(probs)}")
-        if isinstance(eval_branch, bool) or not 0 <= eval_branch < len(branches):
-            raise ValueError(f"eval_branch must index one of the {len(branches)} branches, got {eval_branch}")
+        eval_branch = check_int(eval_branch, "eval_branch", 0, len(branches) - 1)
         self.branches = nn.ModuleList(branches)
         self.probs = tuple(probs)
         self.eval_branch = eval_branch

@@ -11,7 +11,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from stadb_layers._validation import check_feature_map, check_odd_kernel_size, check_positive_int
+from stadb_layers._validation import check_feature_map, check_odd_kernel_size
+from stadb_layers.mlp import ChannelMLP
 
 __all__ = ["CBAM", "ChannelGate", "SpatialGate", "z_pool"]
 
@@ -37,7 +38,7 @@ def z_pool(x: Tensor, dim: int) -> Tensor:
     return torch.stack((x.amax(dim=dim), x.mean(dim=dim)), dim=1)
 
 
-class ChannelGate(nn.Module):
+class ChannelGate(ChannelMLP):
     r"""CBAM channel attention: a shared MLP on the global average and max pools.
 
     .. math::
@@ -47,6 +48,7 @@ class ChannelGate(nn.Module):
 
     with :math:`\mathrm{MLP}(v) = W_1\,\delta(W_0 v + b_0) + b_1`, :math:`W_0 \in \mathbb{R}^{C/r \times C}`,
     :math:`W_1 \in \mathbb{R}^{C \times C/r}`, :math:`\delta` the activation and :math:`\sigma` the gate.
+    The MLP is the :class:`~stadb_layers.mlp.ChannelMLP` that SE uses too (parameters ``fc1``, ``fc2``).
 
     Args:
         channels: Number of input channels :math:`C`.
@@ -77,13 +79,7 @@ class ChannelGate(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
-        self.channels = check_positive_int(channels, "channels")
-        self.reduction = check_positive_int(reduction, "reduction")
-        self.hidden_channels = max(1, channels // reduction)
-        self.fc1 = nn.Linear(channels, self.hidden_channels, bias=True, device=device, dtype=dtype)
-        self.act = act_layer()
-        self.fc2 = nn.Linear(self.hidden_channels, channels, bias=True, device=device, dtype=dtype)
+        super().__init__(channels, reduction, act_layer=act_layer, device=device, dtype=dtype)
         self.gate = gate_layer()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -91,13 +87,8 @@ class ChannelGate(nn.Module):
         check_feature_map(x, "x", "ChannelGate", self.channels)
         # Both pooled descriptors go through the shared MLP in one batched call: (2, N, C) -> (N, C).
         pooled = torch.stack((x.mean(dim=(2, 3)), x.amax(dim=(2, 3))))
-        logits = self.fc2(self.act(self.fc1(pooled))).sum(dim=0)
-        gate: Tensor = self.gate(logits)
+        gate: Tensor = self.gate(self.mlp(pooled).sum(dim=0))
         return x * gate[:, :, None, None]
-
-    def extra_repr(self) -> str:
-        """Describe the configuration."""
-        return f"channels={self.channels}, reduction={self.reduction}, hidden_channels={self.hidden_channels}"
 
 
 class SpatialGate(nn.Module):

@@ -10,12 +10,13 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from stadb_layers._validation import check_feature_map, check_positive_int
+from stadb_layers._validation import check_feature_map
+from stadb_layers.mlp import ChannelMLP
 
 __all__ = ["SE"]
 
 
-class SE(nn.Module):
+class SE(ChannelMLP):
     r"""Squeeze-and-Excitation block: a channel gate computed from the global average pool.
 
     For a feature map :math:`X \in \mathbb{R}^{C \times H \times W}`,
@@ -27,7 +28,8 @@ class SE(nn.Module):
         Y_{c,i,j} &= s_c\, X_{c,i,j},
 
     with :math:`W_1 \in \mathbb{R}^{C/r \times C}`, :math:`W_2 \in \mathbb{R}^{C \times C/r}`, :math:`\delta`
-    the activation (ReLU) and :math:`\sigma` the gate (sigmoid). The hidden width is
+    the activation (ReLU) and :math:`\sigma` the gate (sigmoid). The MLP is the shared
+    :class:`~stadb_layers.mlp.ChannelMLP` (parameters ``fc1``, ``fc2``); its hidden width is
     ``max(1, channels // reduction)`` (timm's ``SEModule`` instead rounds it with ``make_divisible``).
 
     The first positional argument is the channel count, so the class can be passed as timm's
@@ -65,22 +67,11 @@ class SE(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
-        self.channels = check_positive_int(channels, "channels")
-        self.reduction = check_positive_int(reduction, "reduction")
-        self.hidden_channels = max(1, channels // reduction)
-        self.fc1 = nn.Linear(channels, self.hidden_channels, bias=True, device=device, dtype=dtype)
-        self.act = act_layer()
-        self.fc2 = nn.Linear(self.hidden_channels, channels, bias=True, device=device, dtype=dtype)
+        super().__init__(channels, reduction, act_layer=act_layer, device=device, dtype=dtype)
         self.gate = gate_layer()
 
     def forward(self, x: Tensor) -> Tensor:
         """Return ``x`` scaled by the excitation gate."""
         check_feature_map(x, "x", "SE", self.channels)
-        squeezed = x.mean(dim=(2, 3))
-        excitation: Tensor = self.gate(self.fc2(self.act(self.fc1(squeezed))))
+        excitation: Tensor = self.gate(self.mlp(x.mean(dim=(2, 3))))
         return x * excitation[:, :, None, None]
-
-    def extra_repr(self) -> str:
-        """Describe the configuration."""
-        return f"channels={self.channels}, reduction={self.reduction}, hidden_channels={self.hidden_channels}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from einops.layers.torch import Rearrange
 from torch import Tensor, nn
 
 from stadb_layers._validation import check_feature_map, check_odd_kernel_size, check_positive_int
@@ -45,8 +46,10 @@ class TripletAttention(nn.Module):
     official code to the input permuted so that the pooled dimension comes first (its batch norm uses the
     official ``eps=1e-5, momentum=0.01``). Rather than permuting and copying the whole input, this layer
     Z-pools (:func:`~stadb_layers.cbam.z_pool`) along the right dimension, passes the small pooled map to
-    :meth:`~stadb_layers.cbam.SpatialGate.attention_from_pooled`, transposes back only the gate and
-    multiplies the input once by the sum of the three gates; the result is the same up to rounding.
+    :meth:`~stadb_layers.cbam.SpatialGate.attention_from_pooled`, rotates back only the gate and
+    multiplies the input once by the sum of the three gates; the result is the same up to rounding. The
+    rotations are einops ``Rearrange`` layers (no parameters or buffers, so they add nothing to the
+    state dict), which TorchScript, ``torch.compile`` and ONNX export all handle.
 
     Reference:
         Misra et al., "Rotate to Attend: Convolutional Triplet Attention Module", WACV 2021.
@@ -87,15 +90,23 @@ class TripletAttention(nn.Module):
         self.cw = SpatialGate(kernel_size, gate_layer=gate_layer, device=device, dtype=dtype)
         self.hc = SpatialGate(kernel_size, gate_layer=gate_layer, device=device, dtype=dtype)
         self.hw = SpatialGate(kernel_size, gate_layer=gate_layer, device=device, dtype=dtype)
+        # Rotations between the branch planes and the input layout (einops patterns; p indexes the two
+        # Z-pooled maps, g the single channel of a gate). H leads the H-C plane, as in the official
+        # x.permute(0, 3, 2, 1).
+        self.hc_plane = Rearrange("n p c h -> n p h c")
+        self.cw_gate_to_input = Rearrange("n g c w -> n c g w")
+        self.hc_gate_to_input = Rearrange("n g h c -> n c h g")
 
     def forward(self, x: Tensor) -> Tensor:
         """Return the average of the three gated copies of ``x``."""
         check_feature_map(x, "x", "TripletAttention", self.channels)
-        # C-W branch: pool over H -> (N, 2, C, W); gate (N, 1, C, W) -> (N, C, 1, W).
-        gate_cw = self.cw.attention_from_pooled(z_pool(x, dim=2)).transpose(1, 2)
-        # H-C branch: pool over W -> (N, 2, C, H) -> (N, 2, H, C); gate (N, 1, H, C) -> (N, C, H, 1).
-        gate_hc = self.hc.attention_from_pooled(z_pool(x, dim=3).transpose(2, 3)).permute(0, 3, 2, 1)
-        # H-W branch: pool over C -> (N, 2, H, W); gate (N, 1, H, W).
+        # C-W branch: pool over H; the gate broadcasts over H.
+        gate_cw: Tensor = self.cw_gate_to_input(self.cw.attention_from_pooled(z_pool(x, dim=2)))
+        # H-C branch: pool over W, convolve the (H, C) plane; the gate broadcasts over W.
+        gate_hc: Tensor = self.hc_gate_to_input(
+            self.hc.attention_from_pooled(self.hc_plane(z_pool(x, dim=3)))
+        )
+        # H-W branch: pool over C; the gate (N, 1, H, W) broadcasts over C.
         gate_hw = self.hw.attention_from_pooled(z_pool(x, dim=1))
         # x*g1 + x*g2 + x*g3 == x * (g1 + g2 + g3); the gate sum broadcasts to (N, C, H, W) once.
         return x * ((gate_cw + gate_hc + gate_hw) / 3.0)

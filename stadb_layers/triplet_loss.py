@@ -39,9 +39,8 @@ def _check_reduction(reduction: str) -> None:
 
 
 def _check_margin(margin: float | None) -> None:
-    # Same wording as stadb_layers._validation.check_in_interval, which is not TorchScript code.
-    if margin is not None and not (margin >= 0.0 and margin < math.inf):
-        raise ValueError(f"margin must lie in [0.0, inf), got {margin}")
+    if margin is not None:
+        check_in_interval(margin, "margin", 0.0, math.inf, low_closed=True, high_closed=False)
 
 
 def _check_inputs(features: Tensor, labels: Tensor) -> None:
@@ -263,11 +262,10 @@ class SoftMarginBatchHardTriplet(nn.Module):
 
     def __init__(self, normalize: bool = False, margin: float | None = None, reduction: str = "mean"):
         super().__init__()
-        if margin is not None:
-            margin = check_in_interval(margin, "margin", 0.0, math.inf, low_closed=True, high_closed=False)
+        _check_margin(margin)
         _check_reduction(reduction)
         self.normalize = bool(normalize)
-        self.margin = margin
+        self.margin = None if margin is None else float(margin)
         self.reduction = reduction
 
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:

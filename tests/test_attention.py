@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 import torch
@@ -15,9 +15,12 @@ from torch import Tensor, nn
 
 from stadb_layers.cbam import CBAM, ChannelGate, SpatialGate, z_pool
 from stadb_layers.create_attention import create_attention
+from stadb_layers.mlp import ChannelMLP
 from stadb_layers.se import SE
 from stadb_layers.srm import SRM
 from stadb_layers.triplet_attention import TripletAttention
+
+from .layer_testing import BadInput, BaseLayerTests, feature_map_bad_inputs
 
 LAYERS: dict[str, type[nn.Module]] = {"cbam": CBAM, "se": SE, "srm": SRM, "triplet": TripletAttention}
 NAMES = sorted(LAYERS)
@@ -198,22 +201,148 @@ def assert_in_unit_interval(g: Tensor) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Properties
+# The generic battery (tests/layer_testing.py), plus what every attention module shares
 # ---------------------------------------------------------------------------------------------------------
 
 
-@FAST
-@given(config=configs(), shape=shapes, dtype=st.sampled_from(DTYPES), train=st.booleans(), seed=seeds)
-def test_output_shape_dtype_and_finite(
-    config: tuple[str, dict[str, Any]], shape: Shape, dtype: torch.dtype, train: bool, seed: int
-) -> None:
-    name, kwargs = config
-    m = build(name, shape[1], dtype, seed, **kwargs).train(train and shape[0] > 1)
-    x = randn(shape, dtype, seed) * 3
-    out = m(x)
-    assert out.shape == x.shape
-    assert out.dtype == dtype
-    assert torch.isfinite(out).all()
+class AttentionLayerTests(BaseLayerTests):
+    """:class:`BaseLayerTests` for an attention module, with randomised weights and statistics."""
+
+    name: ClassVar[str]  # key in LAYERS and REFERENCES
+    gate_count: ClassVar[int]  # gate_layer instances the module holds
+    channels: ClassVar[int] = 4
+    tolerance: ClassVar[dict[str, Any]] = {"atol": 1e-12, "rtol": 1e-12}
+    gradcheck_kwargs: ClassVar[dict[str, Any]] = {}
+
+    def build(self, **overrides: Any) -> nn.Module:
+        return randomize_(super().build(**overrides))
+
+    def inputs(self, dtype: torch.dtype = torch.float32) -> tuple[Tensor, ...]:
+        return (randn((2, self.channels, 3, 3), dtype, 2),)
+
+    def bad_inputs(self) -> list[BadInput]:
+        return feature_map_bad_inputs(self.channels, self.layer_class.__name__)
+
+    def test_bf16_cpu_autocast_is_close_to_fp32(self) -> None:
+        m = build(self.name, 16, dtype=torch.float32, seed=4).eval()
+        x = torch.randn(2, 16, 7, 7)
+        expected = m(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = m(x)
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(out.float(), expected, atol=0.05, rtol=0.05)
+
+    def test_device_and_dtype_reach_all_parameters_and_buffers(self) -> None:
+        m = self.layer_class(8, device="meta", dtype=torch.float64)
+        tensors = list(m.parameters()) + list(m.buffers())
+        assert tensors
+        assert all(t.device.type == "meta" for t in tensors)
+        assert all(t.dtype == torch.float64 for t in tensors if t.is_floating_point())
+
+    def test_custom_gate_and_act_layers(self) -> None:
+        kwargs: dict[str, Any] = {"gate_layer": nn.Hardsigmoid}
+        if self.name in ("cbam", "se"):
+            kwargs["act_layer"] = nn.GELU
+        m = build(self.name, 12, scale=2.0, **kwargs).eval()
+        assert sum(isinstance(mod, nn.Hardsigmoid) for mod in m.modules()) == self.gate_count
+        assert not any(isinstance(mod, nn.Sigmoid) for mod in m.modules())
+        if "act_layer" in kwargs:
+            assert any(isinstance(mod, nn.GELU) for mod in m.modules())
+            assert not any(isinstance(mod, nn.ReLU) for mod in m.modules())
+        x = torch.randn(2, 12, 5, 6, dtype=torch.float64) * 3
+        expected = REFERENCES[self.name](m, x, False, act=F.gelu, gate=F.hardsigmoid)
+        torch.testing.assert_close(m(x), expected, atol=1e-12, rtol=1e-12)
+
+
+class TestCBAM(AttentionLayerTests):
+    layer_class = CBAM
+    name = "cbam"
+    gate_count = 2
+    config: ClassVar[dict[str, Any]] = {"channels": 4, "reduction": 2, "kernel_size": 3}
+    bad_arguments: ClassVar[list[tuple[dict[str, Any], str]]] = [
+        ({"channels": 0}, "channels must be a positive integer, got 0"),
+        ({"channels": 16.0}, "channels must be a positive integer, got 16.0"),
+        ({"reduction": 0}, "reduction must be a positive integer"),
+        ({"kernel_size": 4}, "kernel_size must be odd"),
+        ({"kernel_size": 0}, "kernel_size must be a positive integer"),
+    ]
+
+
+class TestSE(AttentionLayerTests):
+    layer_class = SE
+    name = "se"
+    gate_count = 1
+    config: ClassVar[dict[str, Any]] = {"channels": 4, "reduction": 2}
+    bad_arguments: ClassVar[list[tuple[dict[str, Any], str]]] = [
+        ({"channels": 0}, "channels must be a positive integer"),
+        ({"channels": -3}, "channels must be a positive integer"),
+        ({"channels": True}, "channels must be a positive integer, got True"),
+        ({"reduction": 0}, "reduction must be a positive integer"),
+    ]
+
+
+class TestSRM(AttentionLayerTests):
+    layer_class = SRM
+    name = "srm"
+    gate_count = 1
+    config: ClassVar[dict[str, Any]] = {"channels": 4}
+    bad_arguments: ClassVar[list[tuple[dict[str, Any], str]]] = [
+        ({"channels": 0}, "channels must be a positive integer"),
+        ({"eps": 0.0}, r"eps must lie in \(0.0, inf\)"),
+        ({"eps": -1e-5}, "eps must lie in"),
+        ({"eps": math.nan}, "eps must lie in"),
+    ]
+
+
+class TestTripletAttention(AttentionLayerTests):
+    layer_class = TripletAttention
+    name = "triplet"
+    gate_count = 3
+    config: ClassVar[dict[str, Any]] = {"channels": 4, "kernel_size": 3}
+    bad_arguments: ClassVar[list[tuple[dict[str, Any], str]]] = [
+        ({"channels": 0}, "channels must be a positive integer"),
+        ({"kernel_size": 2}, "kernel_size must be odd"),
+        ({"kernel_size": 0}, "kernel_size must be a positive integer"),
+    ]
+
+
+class TestChannelMLP(BaseLayerTests):
+    layer_class = ChannelMLP
+    config: ClassVar[dict[str, Any]] = {"channels": 6, "reduction": 2}
+    tolerance: ClassVar[dict[str, Any]] = {"atol": 1e-12, "rtol": 1e-12}
+    bad_arguments: ClassVar[list[tuple[dict[str, Any], str]]] = [
+        ({"channels": 0}, "channels must be a positive integer"),
+        ({"reduction": -1}, "reduction must be a positive integer"),
+    ]
+
+    def inputs(self, dtype: torch.dtype = torch.float32) -> tuple[Tensor, ...]:
+        return (torch.randn(3, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64).to(dtype),)
+
+
+def test_se_and_cbam_share_the_channel_mlp_and_keep_their_state_dict_keys() -> None:
+    # Trainer checkpoints and the timm parity tests below rely on these keys.
+    se, cbam = SE(8, 2), CBAM(8, 2)
+    assert isinstance(se, ChannelMLP) and isinstance(cbam.channel_gate, ChannelMLP)
+    assert list(se.state_dict()) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert list(cbam.state_dict()) == [
+        *(f"channel_gate.{key}" for key in ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")),
+        "spatial_gate.conv.weight",
+        *(f"spatial_gate.bn.{key}" for key in ("weight", "bias", "running_mean", "running_var")),
+        "spatial_gate.bn.num_batches_tracked",
+    ]
+    v = torch.randn(3, 8, dtype=torch.float64)
+    se.double()
+    torch.testing.assert_close(se.mlp(v), mlp_ref(v, se.fc1, se.fc2, F.relu), atol=1e-12, rtol=1e-12)
+
+
+def test_triplet_attention_rotations_add_no_state() -> None:
+    keys = list(TripletAttention(4).state_dict())
+    assert len(keys) == 18 and all(key.split(".")[0] in ("cw", "hc", "hw") for key in keys)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Properties
+# ---------------------------------------------------------------------------------------------------------
 
 
 @FAST
@@ -423,68 +552,6 @@ def test_matches_reference_formula(
     torch.testing.assert_close(m(x), expected, atol=1e-12, rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_custom_gate_and_act_layers(name: str) -> None:
-    kwargs: dict[str, Any] = {"gate_layer": nn.Hardsigmoid}
-    if name in ("cbam", "se"):
-        kwargs["act_layer"] = nn.GELU
-    m = build(name, 12, scale=2.0, **kwargs).eval()
-    expected_gates = {"cbam": 2, "se": 1, "srm": 1, "triplet": 3}[name]
-    assert sum(isinstance(mod, nn.Hardsigmoid) for mod in m.modules()) == expected_gates
-    assert not any(isinstance(mod, nn.Sigmoid) for mod in m.modules())
-    if "act_layer" in kwargs:
-        assert any(isinstance(mod, nn.GELU) for mod in m.modules())
-        assert not any(isinstance(mod, nn.ReLU) for mod in m.modules())
-    x = torch.randn(2, 12, 5, 6, dtype=torch.float64) * 3
-    expected = REFERENCES[name](m, x, False, act=F.gelu, gate=F.hardsigmoid)
-    torch.testing.assert_close(m(x), expected, atol=1e-12, rtol=1e-12)
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("training", [False, True])
-def test_gradcheck(name: str, training: bool) -> None:
-    kwargs: dict[str, Any] = {"kernel_size": 3} if name in ("cbam", "triplet") else {}
-    m = build(name, 4, seed=1, **kwargs).train(training)
-    x = torch.randn(2, 4, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    param_names = [n for n, _ in m.named_parameters()]
-    params = [p.detach().clone().requires_grad_(True) for _, p in m.named_parameters()]
-
-    def f(inp: Tensor, *ps: Tensor) -> Tensor:
-        out: Tensor = torch.func.functional_call(m, dict(zip(param_names, ps, strict=True)), (inp,))
-        return out
-
-    assert torch.autograd.gradcheck(f, (x.requires_grad_(True), *params))
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_channels_last_matches_contiguous(name: str) -> None:
-    m = build(name, 10, seed=3).eval()
-    x = torch.randn(2, 10, 7, 6, dtype=torch.float64)
-    x_cl = x.contiguous(memory_format=torch.channels_last)
-    assert not x_cl.is_contiguous()
-    torch.testing.assert_close(m(x_cl), m(x), atol=1e-12, rtol=1e-12)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_bf16_cpu_autocast_is_close_to_fp32(name: str) -> None:
-    m = build(name, 16, dtype=torch.float32, seed=4).eval()
-    x = torch.randn(2, 16, 7, 7)
-    expected = m(x)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = m(x)
-    assert torch.isfinite(out).all()
-    torch.testing.assert_close(out.float(), expected, atol=0.05, rtol=0.05)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_device_and_dtype_reach_all_parameters_and_buffers(name: str) -> None:
-    m = LAYERS[name](8, device="meta", dtype=torch.float64)
-    tensors = list(m.parameters()) + list(m.buffers())
-    assert tensors
-    assert all(t.device.type == "meta" for t in tensors)
-    assert all(t.dtype == torch.float64 for t in tensors if t.is_floating_point())
-
-
 def test_extra_repr() -> None:
     assert "channels=32, reduction=8, kernel_size=5" in repr(CBAM(32, 8, 5))
     assert "hidden_channels=4" in repr(CBAM(32, 8, 5))
@@ -607,57 +674,6 @@ def test_timm_resnet18_attn_layer(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("factory", "match"),
-    [
-        (lambda: CBAM(0), "channels must be a positive integer"),
-        (lambda: CBAM(16, reduction=0), "reduction must be a positive integer"),
-        (lambda: CBAM(16, kernel_size=4), "kernel_size must be odd"),
-        (lambda: CBAM(16, kernel_size=0), "kernel_size must be a positive integer"),
-        (lambda: CBAM(16.0), "channels must be a positive integer"),  # type: ignore[arg-type]
-        (lambda: SE(0), "channels must be a positive integer"),
-        (lambda: SE(-3), "channels must be a positive integer"),
-        (lambda: SE(16, reduction=0), "reduction must be a positive integer"),
-        (lambda: SE(True), "channels must be a positive integer"),
-        (lambda: SRM(0), "channels must be a positive integer"),
-        (lambda: SRM(8, eps=0.0), r"eps must lie in \(0.0, inf\)"),
-        (lambda: SRM(8, eps=-1e-5), "eps must lie in"),
-        (lambda: SRM(8, eps=math.nan), "eps must lie in"),
-        (lambda: TripletAttention(0), "channels must be a positive integer"),
-        (lambda: TripletAttention(kernel_size=2), "kernel_size must be odd"),
-        (lambda: TripletAttention(kernel_size=0), "kernel_size must be a positive integer"),
-        (lambda: create_attention("eca", 16), r"name must be one of \['cbam', 'se', 'srm', 'triplet'\]"),
-        (lambda: create_attention("", 16), "name must be one of"),
-        (lambda: create_attention("se", 16, reduction=0), "reduction must be a positive integer"),
-    ],
-)
-def test_bad_constructor_arguments(factory: Callable[[], nn.Module], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        factory()
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize(
-    ("x", "match"),
-    [
-        (torch.randn(4, 5, 6), r"x must be a 4-D \(N, C, H, W\) tensor, got 3 dimensions"),
-        (torch.randn(1, 4, 5, 6, 2), "x must be a 4-D"),
-        (torch.ones(2, 4, 5, 6, dtype=torch.int64), "x must be a floating tensor, got dtype torch.int64"),
-        (torch.randn(2, 3, 5, 6), "{cls} was built for channels=4, got x with 3 channels"),
-        (torch.randn(2, 6, 5, 6), "{cls} was built for channels=4, got x with 6 channels"),
-        (torch.randn(2, 4, 0, 6), "x must have a non-empty spatial size, got H=0 and W=6"),
-        (torch.randn(2, 4, 5, 0), "x must have a non-empty spatial size, got H=5 and W=0"),
-        (torch.randn(0, 4, 0, 0), "x must have a non-empty spatial size, got H=0 and W=0"),
-    ],
-)
-@pytest.mark.parametrize("train", [False, True])
-def test_bad_input(name: str, x: Tensor, match: str, train: bool) -> None:
-    m = LAYERS[name](4).train(train)
-    with pytest.raises(ValueError, match=match.format(cls=type(m).__name__)) as raised:
-        m(x)
-    assert "\n" not in str(raised.value)
-
-
-@pytest.mark.parametrize(
     ("module", "x", "match"),
     [
         (
@@ -672,14 +688,6 @@ def test_bad_input(name: str, x: Tensor, match: str, train: bool) -> None:
 def test_gates_name_bad_input(module: nn.Module, x: Tensor, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         module(x)
-
-
-@pytest.mark.filterwarnings(r"ignore:var_mean\(\). degrees of freedom:UserWarning")  # SRM, N = 0
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("train", [False, True])
-def test_empty_batch_is_allowed(name: str, train: bool) -> None:
-    x = torch.randn(0, 4, 5, 6)
-    assert LAYERS[name](4).train(train)(x).shape == x.shape
 
 
 def test_triplet_attention_checks_channels_only_when_given() -> None:
@@ -773,3 +781,16 @@ def test_create_attention_forwards_kwargs() -> None:
 
     with pytest.raises(TypeError):
         create_attention("triplet", 32, reduction=4)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("eca", {}, r"name must be one of \['cbam', 'se', 'srm', 'triplet'\]"),
+        ("", {}, "name must be one of"),
+        ("se", {"reduction": 0}, "reduction must be a positive integer"),
+    ],
+)
+def test_create_attention_bad_arguments(name: str, kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        create_attention(name, 16, **kwargs)

@@ -2,6 +2,7 @@ import math
 import socket
 from collections import Counter
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -13,7 +14,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from stadb_layers.branch_selector import RandomBranchSelector
+from stadb_layers.se import SE
 from stadb_layers.threshold_drop import SelfThresholdDrop
+
+from .layer_testing import BaseLayerTests
 
 
 class AddConstant(nn.Module):
@@ -93,23 +97,35 @@ def test_last_branch_starts_unset() -> None:
     assert constant_selector([1.0]).last_branch == -1
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        (dict(branches=[], probs=[], eval_branch=0), "branches must hold at least one"),
-        (dict(branches=[nn.Identity()], probs=[0.5, 0.5], eval_branch=0), "one entry per branch"),
-        (
-            dict(branches=[nn.Identity()] * 2, probs=[1.2, -0.2], eval_branch=0),
-            r"probs must lie in \[0.0, 1.0\]",
-        ),
-        (dict(branches=[nn.Identity()] * 2, probs=[0.5, 0.6], eval_branch=0), "probs must sum to 1"),
-        (dict(branches=[nn.Identity()] * 2, probs=[0.5, 0.5], eval_branch=2), "eval_branch must index"),
-        (dict(branches=[nn.Identity()] * 2, probs=[0.5, 0.5], eval_branch=-1), "eval_branch must index"),
-    ],
-)
-def test_bad_arguments(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        RandomBranchSelector(**kwargs)
+class TestRandomBranchSelector(BaseLayerTests):
+    """The generic battery (tests/layer_testing.py) on a selector between SE and the identity."""
+
+    # Every gradcheck evaluation would draw a branch anew; eval mode runs a fixed one.
+    gradcheck_training_modes = (False,)
+    compile_training = False  # the training-mode draw is a graph break; see the tests below
+    tolerance: ClassVar[dict[str, Any]] = {"atol": 1e-12, "rtol": 1e-12}
+    bad_arguments: ClassVar[list[tuple[dict[str, Any], str]]] = [
+        ({"branches": []}, "branches must hold at least one"),
+        ({"branches": [nn.Identity()]}, "one entry per branch"),
+        ({"probs": [1.2, -0.2]}, r"probs must lie in \[0.0, 1.0\]"),
+        ({"probs": [0.5, 0.6]}, "probs must sum to 1"),
+        ({"eval_branch": 2}, r"eval_branch must be an integer in \[0, 1\], got 2"),
+        ({"eval_branch": -1}, r"eval_branch must be an integer in \[0, 1\], got -1"),
+        ({"eval_branch": True}, r"eval_branch must be an integer in \[0, 1\], got True"),
+    ]
+
+    def build(self, **overrides: Any) -> nn.Module:
+        kwargs: dict[str, Any] = {
+            "branches": [SE(4, reduction=2), nn.Identity()],
+            "probs": [0.5, 0.5],
+            "eval_branch": 0,
+            "seed": 0,
+        }
+        return RandomBranchSelector(**{**kwargs, **overrides})
+
+    def inputs(self, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+        generator = torch.Generator().manual_seed(0)
+        return (torch.randn(2, 4, 3, 3, generator=generator, dtype=torch.float64).to(dtype),)
 
 
 def test_compile_fullgraph_training_mode_breaks_the_graph() -> None:

@@ -1,4 +1,5 @@
 import math
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -7,7 +8,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from stadb_layers.threshold_drop import SelfThresholdDrop, channel_mean_attention, self_threshold_drop
+from stadb_layers.kernels.threshold_mask import channel_mean_attention
+from stadb_layers.threshold_drop import SelfThresholdDrop, self_threshold_drop
+
+from .layer_testing import BadInput, BaseLayerTests, feature_map_bad_inputs
 
 shapes = st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 7), st.integers(1, 7))
 alphas = st.floats(0.05, 1.0, exclude_min=False)
@@ -190,23 +194,6 @@ def test_backward_is_grad_times_mask(x: torch.Tensor, alpha: float) -> None:
     torch.testing.assert_close(x.grad, grad * keep, rtol=0, atol=0)
 
 
-def test_gradcheck_float64() -> None:
-    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
-    # Away from the threshold the mask is locally constant, so finite differences see grad * mask.
-    assert torch.autograd.gradcheck(lambda t: self_threshold_drop(t, alpha=0.8)[0], (x,), eps=1e-9)
-    assert torch.autograd.gradcheck(lambda t: self_threshold_drop(t, drop_ratio=0.3)[0], (x,), eps=1e-9)
-
-
-@settings(deadline=None, max_examples=25)
-@given(x=feature_maps(), alpha=alphas)
-def test_module_matches_functional_and_eval_is_identity(x: torch.Tensor, alpha: float) -> None:
-    layer = SelfThresholdDrop(alpha)
-    expected, expected_keep = self_threshold_drop(x, alpha=alpha)
-    torch.testing.assert_close(layer(x), expected, rtol=0, atol=0)
-    assert layer.last_keep_mask is not None and torch.equal(layer.last_keep_mask, expected_keep)
-    assert layer.eval()(x) is x
-
-
 def test_last_maps_are_detached_and_small() -> None:
     layer = SelfThresholdDrop()
     x = torch.rand(2, 32, 6, 4, requires_grad=True)
@@ -239,15 +226,6 @@ def test_inplace_backward_after_convolution() -> None:
     torch.testing.assert_close(grads[True], grads[False])
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_channels_last_matches_contiguous(dtype: torch.dtype) -> None:
-    x = torch.randn(3, 10, 7, 5, dtype=dtype)
-    out, keep = self_threshold_drop(x.to(memory_format=torch.channels_last))
-    expected, expected_keep = self_threshold_drop(x)
-    assert torch.equal(keep, expected_keep)
-    torch.testing.assert_close(out, expected, rtol=0, atol=0)
-
-
 def test_bf16_autocast_uses_float32_attention() -> None:
     layer = SelfThresholdDrop()
     x = torch.randn(2, 16, 6, 4)
@@ -265,39 +243,49 @@ def test_extra_repr() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        (dict(alpha=0.0), r"alpha must lie in \(0.0, 1.0\]"),
-        (dict(alpha=1.5), r"alpha must lie in \(0.0, 1.0\]"),
-        (dict(alpha=-0.2), r"alpha must lie in \(0.0, 1.0\]"),
-        (dict(alpha=float("nan")), r"alpha must lie in \(0.0, 1.0\]"),
-        (dict(drop_ratio=0.0), r"drop_ratio must lie in \(0.0, 1.0\)"),
-        (dict(drop_ratio=1.0), r"drop_ratio must lie in \(0.0, 1.0\)"),
-        (dict(alpha=0.5, drop_ratio=0.2), "mutually exclusive"),
-    ],
-)
-def test_bad_arguments(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        SelfThresholdDrop(**kwargs)
-    with pytest.raises(ValueError, match=message):
-        self_threshold_drop(torch.rand(1, 2, 3, 3), **kwargs)
+def test_eval_mode_is_the_identity() -> None:
+    x = torch.rand(2, 4, 3, 3)
+    layer = SelfThresholdDrop().eval()
+    assert layer(x) is x and layer.last_keep_mask is None
 
 
-@pytest.mark.parametrize(
-    ("x", "message"),
-    [
-        (torch.rand(2, 3, 4), "x must be a 4-D"),
-        (torch.rand(1, 2, 3, 4, 5), "x must be a 4-D"),
-        (torch.ones(1, 2, 3, 4, dtype=torch.int64), "x must be a floating tensor"),
-        (torch.rand(2, 3, 0, 4), "x must have a non-empty spatial size, got H=0 and W=4"),
-        (torch.rand(2, 3, 4, 0), "x must have a non-empty spatial size, got H=4 and W=0"),
-    ],
-)
-def test_bad_input(x: torch.Tensor, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        self_threshold_drop(x)
-    with pytest.raises(ValueError, match=message):
-        SelfThresholdDrop()(x)
-    with pytest.raises(ValueError, match=message):
-        SelfThresholdDrop().eval()(x)
+# --------------------------------------------------------------------------------------------------
+# The generic battery (tests/layer_testing.py), one class per mode.
+
+
+class TestSelfThresholdDrop(BaseLayerTests):
+    layer_class = SelfThresholdDrop
+    config: ClassVar[dict[str, Any]] = {"alpha": 0.8}
+    has_functional = True
+    # Away from the threshold the mask is locally constant, so finite differences see grad * mask.
+    gradcheck_kwargs: ClassVar[dict[str, Any]] = {"eps": 1e-9}
+    tolerance: ClassVar[dict[str, Any]] = {"rtol": 0, "atol": 0}
+    bad_arguments: ClassVar[list[tuple[dict[str, Any], str]]] = [
+        ({"alpha": 0.0}, r"alpha must lie in \(0.0, 1.0\]"),
+        ({"alpha": 1.5}, r"alpha must lie in \(0.0, 1.0\]"),
+        ({"alpha": -0.2}, r"alpha must lie in \(0.0, 1.0\]"),
+        ({"alpha": float("nan")}, r"alpha must lie in \(0.0, 1.0\]"),
+        ({"drop_ratio": 0.2}, "mutually exclusive"),
+    ]
+
+    def inputs(self, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+        generator = torch.Generator().manual_seed(0)
+        return (torch.randn(2, 3, 4, 5, generator=generator, dtype=torch.float64).to(dtype),)
+
+    def bad_inputs(self) -> list[BadInput]:
+        return feature_map_bad_inputs()
+
+    def functional(self, *inputs: torch.Tensor, **config: Any) -> Any:
+        return self_threshold_drop(inputs[0], **config)
+
+    def output(self, result: Any) -> torch.Tensor:
+        return result[0] if isinstance(result, tuple) else result
+
+
+class TestSelfThresholdDropRatio(TestSelfThresholdDrop):
+    config: ClassVar[dict[str, Any]] = {"drop_ratio": 0.3}
+    bad_arguments: ClassVar[list[tuple[dict[str, Any], str]]] = [
+        ({"drop_ratio": 0.0}, r"drop_ratio must lie in \(0.0, 1.0\)"),
+        ({"drop_ratio": 1.0}, r"drop_ratio must lie in \(0.0, 1.0\)"),
+        ({"alpha": 0.5}, "mutually exclusive"),
+    ]

@@ -21,13 +21,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stadb_layers._threshold_drop_autograd import ThresholdDropFunction, fused_threshold_drop
 from stadb_layers.kernels import cpu_threshold_drop
-from stadb_layers.threshold_drop import (
-    SelfThresholdDrop,
-    _fused_threshold_drop,
-    _ThresholdDropFunction,
-    self_threshold_drop,
-)
+from stadb_layers.kernels.threshold_mask import channel_mean_attention, keep_mask_from_attention
+from stadb_layers.threshold_drop import SelfThresholdDrop, self_threshold_drop
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 HAS_TRITON = importlib.util.find_spec("triton") is not None
@@ -57,8 +54,6 @@ TRITON_SHAPES = [(1, 3, 1, 1), (3, 1, 1, 1), (1, 7, 5, 3), (2, 5, 3, 7), (3, 37,
 
 def reference(x: torch.Tensor, mode: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(out, attention, keep)`` of the eager formulation."""
-    from stadb_layers.threshold_drop import channel_mean_attention, keep_mask_from_attention
-
     attention = channel_mean_attention(x)
     keep = keep_mask_from_attention(attention, mode.get("alpha"), mode.get("drop_ratio"))
     out, keep_functional = self_threshold_drop(x, **mode)
@@ -141,7 +136,7 @@ def test_triton_float32_matches_reference_bitwise(
     x = make_input(shape, torch.float32, device, seed=sum(shape))
     expected_out, expected_attention, expected_keep = reference(x, mode)
     with small_tiles():
-        out, attention, keep = _fused_threshold_drop(
+        out, attention, keep = fused_threshold_drop(
             x, mode.get("alpha"), mode.get("drop_ratio"), backend="triton"
         )
     assert_bitwise_equal(attention, expected_attention)
@@ -159,7 +154,7 @@ def test_triton_layouts_and_dtypes(device: str, layout: str, dtype: torch.dtype)
     for mode in ({"alpha": 0.7}, {"drop_ratio": 0.4}):
         expected_out, _, expected_keep = reference(x, mode)
         with small_tiles():
-            out, attention, keep = _fused_threshold_drop(
+            out, attention, keep = fused_threshold_drop(
                 x, mode.get("alpha"), mode.get("drop_ratio"), backend="triton"
             )
         # 16-bit inputs: float32 attention from the same reduction as the reference, so same mask.
@@ -177,12 +172,12 @@ def test_triton_backward_is_grad_times_mask(
     x = make_input(shape, torch.float32, device).requires_grad_(True)
     grad = make_input(shape, torch.float32, device, seed=1)
     with small_tiles():
-        out, _, keep = _fused_threshold_drop(x, mode.get("alpha"), mode.get("drop_ratio"), backend="triton")
+        out, _, keep = fused_threshold_drop(x, mode.get("alpha"), mode.get("drop_ratio"), backend="triton")
         assert out.grad_fn is not None and out.grad_fn.saved_tensors == (keep,)  # type: ignore[attr-defined]
         (grad_x,) = torch.autograd.grad(out, x, grad)
         assert_bitwise_equal(grad_x, grad * keep)
         # An expanded (stride 0) incoming gradient, as from out.sum().backward().
-        out, _, keep = _fused_threshold_drop(x, mode.get("alpha"), mode.get("drop_ratio"), backend="triton")
+        out, _, keep = fused_threshold_drop(x, mode.get("alpha"), mode.get("drop_ratio"), backend="triton")
         (grad_x,) = torch.autograd.grad(out.sum(), x)
         assert_bitwise_equal(grad_x, torch.ones_like(x) * keep)
 
@@ -195,7 +190,7 @@ def test_triton_inplace(device: str, mode: dict[str, float], layout: str) -> Non
     expected_out, _, expected_keep = reference(source.detach(), mode)
     x = source * 1  # a non-leaf whose value no earlier operator saved
     with small_tiles():
-        out, _, keep = _fused_threshold_drop(x, mode.get("alpha"), mode.get("drop_ratio"), True, "triton")
+        out, _, keep = fused_threshold_drop(x, mode.get("alpha"), mode.get("drop_ratio"), True, "triton")
         assert out is x
         assert_bitwise_equal(out.detach(), expected_out)
         assert_bitwise_equal(keep, expected_keep)
@@ -228,7 +223,7 @@ def test_edge_samples_match_reference(backend: str, device: str, mode: dict[str,
     x = edge_samples(device)
     expected_out, _, expected_keep = reference(x, mode)
     with small_tiles():
-        out, _, keep = _fused_threshold_drop(x, mode.get("alpha"), mode.get("drop_ratio"), backend=backend)
+        out, _, keep = fused_threshold_drop(x, mode.get("alpha"), mode.get("drop_ratio"), backend=backend)
     whole = [0, 2, 3, 4, 5] if "alpha" in mode else [0, 5]  # drop_ratio ranks whatever the sign
     assert keep[whole].all() and not keep[[1, 6]].all()
     assert_bitwise_equal(out[whole], x[whole])
@@ -245,7 +240,7 @@ def test_triton_splits_large_batches_over_launches(device: str) -> None:
     x = make_input((5, 6, 2, 3), torch.float32, device)
     expected_out, _, expected_keep = reference(x, {"alpha": 0.8})
     with mock.patch.object(triton_threshold_drop, "_MAX_SAMPLES_PER_LAUNCH", 2):
-        out, _, keep = _fused_threshold_drop(x, 0.8, None, backend="triton")
+        out, _, keep = fused_threshold_drop(x, 0.8, None, backend="triton")
     assert_bitwise_equal(keep, expected_keep)
     assert_bitwise_equal(out, expected_out)
 
@@ -253,7 +248,7 @@ def test_triton_splits_large_batches_over_launches(device: str) -> None:
 @pytest.mark.parametrize("device", TRITON_DEVICES)
 def test_triton_half_precision_mask_uses_float32_attention(device: str) -> None:
     x = bf16_rounding_tie_example().to(device)
-    _, attention, keep = _fused_threshold_drop(x, 0.8, None, backend="triton")
+    _, attention, keep = fused_threshold_drop(x, 0.8, None, backend="triton")
     assert attention.dtype == torch.float32
     assert keep.flatten().tolist() == [True, False]  # bfloat16 averaging would drop position 0 too
 
@@ -330,7 +325,7 @@ def bf16_rounding_tie_example() -> torch.Tensor:
 
 def test_half_precision_mask_differs_from_bf16_averaging_at_rounding_ties() -> None:
     x = bf16_rounding_tie_example()
-    _, attention, keep = _fused_threshold_drop(x, 0.8, None, backend="cpu")
+    _, attention, keep = fused_threshold_drop(x, 0.8, None, backend="cpu")
     assert attention.dtype == torch.float32 and keep.flatten().tolist() == [True, False]
     assert torch.equal(keep, self_threshold_drop(x, alpha=0.8)[1])
     bf16_attention = x.mean(dim=1, keepdim=True)  # the ADL code under autocast: bfloat16 mean
@@ -366,7 +361,7 @@ def test_cpu_matches_reference(
 ) -> None:
     expected_out, expected_attention, expected_keep = reference(x, mode)
     with mock.patch.object(cpu_threshold_drop, "CHUNK_BYTES", chunk_bytes):
-        out, attention, keep = _fused_threshold_drop(
+        out, attention, keep = fused_threshold_drop(
             x, mode.get("alpha"), mode.get("drop_ratio"), inplace, "cpu"
         )
     assert (out is x) == inplace
@@ -383,7 +378,7 @@ def test_cpu_chunks_reduce_in_the_same_order_as_the_batch(layout: str, dtype: to
     expected_out, expected_attention, expected_keep = reference(x, {"alpha": 0.6})
     for chunk_bytes in (1, 300 * 11 * 13 * x.element_size() * 2 + 7):
         with mock.patch.object(cpu_threshold_drop, "CHUNK_BYTES", chunk_bytes):
-            out, attention, keep = _fused_threshold_drop(x, 0.6, None, backend="cpu")
+            out, attention, keep = fused_threshold_drop(x, 0.6, None, backend="cpu")
         assert_bitwise_equal(attention, expected_attention)
         assert_bitwise_equal(keep, expected_keep)
         assert_bitwise_equal(out, expected_out)
@@ -399,12 +394,12 @@ def test_cpu_backward_saves_only_the_compact_mask(mode: dict[str, float]) -> Non
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        out, _, keep = _fused_threshold_drop(x, mode.get("alpha"), mode.get("drop_ratio"), backend="cpu")
+        out, _, keep = fused_threshold_drop(x, mode.get("alpha"), mode.get("drop_ratio"), backend="cpu")
     assert len(packed) == 1 and packed[0] is keep
     assert keep.dtype == torch.bool and keep.shape == (3, 1, 4, 5)
     assert sum(t.numel() * t.element_size() for t in packed) == 3 * 4 * 5  # N*H*W bytes
     assert all(t.untyped_storage().data_ptr() != x.untyped_storage().data_ptr() for t in packed)
-    assert isinstance(out.grad_fn, _ThresholdDropFunction._backward_cls)
+    assert isinstance(out.grad_fn, ThresholdDropFunction._backward_cls)
     grad = torch.randn_like(out)
     out.backward(grad)
     assert x.grad is not None
@@ -413,7 +408,7 @@ def test_cpu_backward_saves_only_the_compact_mask(mode: dict[str, float]) -> Non
 
 def test_cpu_double_backward_stays_differentiable() -> None:
     x = make_input((2, 6, 3, 3), torch.float64, "cpu").requires_grad_(True)
-    out, _, keep = _fused_threshold_drop(x, 0.8, None, backend="cpu")
+    out, _, keep = fused_threshold_drop(x, 0.8, None, backend="cpu")
     grad_out = torch.randn_like(out, requires_grad=True)
     (grad_x,) = torch.autograd.grad(out, x, grad_out, create_graph=True)
     (second,) = torch.autograd.grad(grad_x.sum(), grad_out)
@@ -477,19 +472,19 @@ def small_buffer_pool() -> Iterator[cpu_threshold_drop.BufferPool]:
 
 def test_cpu_buffers_are_recycled_once_free(small_buffer_pool: cpu_threshold_drop.BufferPool) -> None:
     x = make_input((2, 8, 4, 4), torch.float32, "cpu")
-    first = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
+    first = fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
     address = first.data_ptr()
     view = first[1:]
     del first
-    second = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
+    second = fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
     assert second.data_ptr() != address  # a view still uses the first buffer
     del view
-    third = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
+    third = fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
     assert third.data_ptr() == address and len(small_buffer_pool) == 2  # recycled, nothing new allocated
     assert_bitwise_equal(third, self_threshold_drop(x, alpha=0.8)[0])
     channels_last = x.to(memory_format=torch.channels_last)
     del third
-    fourth = _fused_threshold_drop(channels_last, 0.8, None, backend="cpu")[0]
+    fourth = fused_threshold_drop(channels_last, 0.8, None, backend="cpu")[0]
     assert fourth.data_ptr() == address and fourth.is_contiguous(memory_format=torch.channels_last)
     assert_bitwise_equal(fourth, self_threshold_drop(channels_last, alpha=0.8)[0])
     small_buffer_pool.clear()
@@ -499,18 +494,18 @@ def test_cpu_buffers_are_recycled_once_free(small_buffer_pool: cpu_threshold_dro
 @pytest.mark.usefixtures("small_buffer_pool")
 def test_cpu_pool_never_recycles_shared_memory() -> None:
     x = make_input((2, 8, 4, 4), torch.float32, "cpu")
-    first = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
+    first = fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
     first.share_memory_()  # as when sent to another process through torch.multiprocessing
     address = first.data_ptr()
     del first
-    second = _fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
+    second = fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
     assert second.data_ptr() != address
 
 
 def test_cpu_pool_is_off_for_small_buffers() -> None:
     pool = cpu_threshold_drop.BufferPool(capacity=2)
     with mock.patch.object(cpu_threshold_drop, "_pool", pool):
-        _fused_threshold_drop(make_input((2, 8, 4, 4), torch.float32, "cpu"), 0.8, None, backend="cpu")
+        fused_threshold_drop(make_input((2, 8, 4, 4), torch.float32, "cpu"), 0.8, None, backend="cpu")
     assert len(pool) == 0
 
 
@@ -523,7 +518,7 @@ def test_module_picks_the_fused_cpu_path(mode: dict[str, float]) -> None:
     layer = SelfThresholdDrop(mode.get("alpha"), drop_ratio=mode.get("drop_ratio"))
     x = make_input((3, 16, 6, 4), torch.float32, "cpu").requires_grad_(True)
     out = layer(x)
-    assert isinstance(out.grad_fn, _ThresholdDropFunction._backward_cls)
+    assert isinstance(out.grad_fn, ThresholdDropFunction._backward_cls)
     expected, expected_keep = self_threshold_drop(x.detach(), **mode)
     assert_bitwise_equal(out.detach(), expected)
     assert layer.last_keep_mask is not None and torch.equal(layer.last_keep_mask, expected_keep)
@@ -569,5 +564,5 @@ def test_functorch_transforms_fall_back_to_eager() -> None:
 
 def test_other_devices_fall_back_to_eager() -> None:
     x = make_input((2, 5, 3, 3), torch.float32, "meta")
-    out, _, keep = _fused_threshold_drop(x, 0.8, None)
+    out, _, keep = fused_threshold_drop(x, 0.8, None)
     assert out.device.type == "meta" and out.shape == x.shape and keep.shape == (2, 1, 3, 3)

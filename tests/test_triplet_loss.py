@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stadb_layers.triplet_loss import SoftMarginBatchHardTriplet, soft_margin_batch_hard_triplet
+
+from .layer_testing import BadInput, BaseLayerTests
 
 REDUCTIONS = ("mean", "sum", "none")
 MARGINS = (None, 0.0, 0.3, 1.0)
@@ -282,22 +284,6 @@ def test_diagonal_is_ignored_for_zero_vectors() -> None:
     assert features.grad is not None and torch.isfinite(features.grad).all()
 
 
-@pytest.mark.parametrize("normalize", [False, True])
-@pytest.mark.parametrize("margin", [None, 0.5])
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_gradcheck(normalize: bool, margin: float | None, reduction: str) -> None:
-    gen = torch.Generator().manual_seed(7)
-    features = torch.randn(9, 4, generator=gen, dtype=torch.float64, requires_grad=True)
-    labels = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 4])
-
-    def fn(x: torch.Tensor) -> torch.Tensor:
-        return soft_margin_batch_hard_triplet(
-            x, labels, normalize=normalize, margin=margin, reduction=reduction
-        )
-
-    assert torch.autograd.gradcheck(fn, (features,), eps=1e-6, atol=1e-6, rtol=1e-5)
-
-
 # --------------------------------------------------------------------------------------------------
 # No valid anchor / empty batch
 # --------------------------------------------------------------------------------------------------
@@ -436,48 +422,60 @@ def test_nonfinite_features_give_a_nan_loss(
 
 
 # --------------------------------------------------------------------------------------------------
-# Input checks
+# The generic battery (tests/layer_testing.py): input and argument checks, gradcheck, compile
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("features", "labels", "match"),
-    [
-        (torch.randn(6), torch.zeros(6), r"features must be a 2-D \(N, D\) tensor, got 1 dim"),
-        (torch.randn(2, 3, 4), torch.zeros(2), r"features must be a 2-D \(N, D\) tensor, got 3 dim"),
-        (torch.ones(4, 3, dtype=torch.long), torch.zeros(4), "features must be a floating tensor"),
-        (torch.ones(4, 3, dtype=torch.complex64), torch.zeros(4), "features must be a floating tensor"),
-        (torch.randn(4, 0), torch.zeros(4), "features must have at least one feature dimension"),
-        (torch.randn(4, 3), torch.zeros(4, 1), r"labels must be a 1-D \(N,\) tensor, got 2 dim"),
-        (torch.randn(4, 3), torch.tensor(1), r"labels must be a 1-D \(N,\) tensor, got 0 dim"),
-        (
-            torch.randn(4, 3),
-            torch.zeros(5),
-            "labels must hold one label per row of features, got 5 labels for 4",
+class TestSoftMarginBatchHardTriplet(BaseLayerTests):
+    layer_class = SoftMarginBatchHardTriplet
+    has_functional = True
+    training_modes = (True,)  # the loss has no mode-dependent behaviour
+    gradcheck_configs: ClassVar[list[dict[str, Any]]] = [
+        {"normalize": normalize, "margin": margin, "reduction": reduction}
+        for normalize in (False, True)
+        for margin in (None, 0.5)
+        for reduction in REDUCTIONS
+    ]
+    gradcheck_kwargs: ClassVar[dict[str, Any]] = {"eps": 1e-6, "atol": 1e-6, "rtol": 1e-5}
+    bad_arguments: ClassVar[list[tuple[dict[str, Any], str]]] = [
+        *(
+            ({"margin": margin}, r"margin must lie in \[0\.0, inf\)")
+            for margin in (-0.1, -1e-12, math.nan, math.inf)
         ),
-    ],
-)
-def test_bad_tensors_raise(features: torch.Tensor, labels: torch.Tensor, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        soft_margin_batch_hard_triplet(features, labels)
-    with pytest.raises(ValueError, match=match):
-        SoftMarginBatchHardTriplet()(features, labels)
+        *(
+            ({"reduction": reduction}, "reduction must be one of 'mean', 'sum' or 'none'")
+            for reduction in ("avg", "Mean", "", "batchmean")
+        ),
+    ]
 
+    def inputs(self, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+        features = torch.randn(9, 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+        return features.to(dtype), torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 4])
 
-@pytest.mark.parametrize("margin", [-0.1, -1e-12, math.nan, math.inf])
-def test_bad_margin_raises(margin: float) -> None:
-    features, labels = torch.randn(4, 3), torch.tensor([0, 0, 1, 1])
-    with pytest.raises(ValueError, match=r"margin must lie in \[0\.0, inf\)"):
-        soft_margin_batch_hard_triplet(features, labels, margin=margin)
-    with pytest.raises(ValueError, match=r"margin must lie in \[0\.0, inf\)"):
-        SoftMarginBatchHardTriplet(margin=margin)
+    def expected_shape(self, *inputs: torch.Tensor) -> tuple[int, ...]:
+        return ()
 
+    def functional(self, *inputs: torch.Tensor, **config: Any) -> Any:
+        return soft_margin_batch_hard_triplet(*inputs, **config)
 
-@pytest.mark.parametrize("reduction", ["avg", "Mean", "", "batchmean"])
-def test_bad_reduction_raises(reduction: str) -> None:
-    features, labels = torch.randn(4, 3), torch.tensor([0, 0, 1, 1])
-    with pytest.raises(ValueError, match="reduction must be one of 'mean', 'sum' or 'none'"):
-        soft_margin_batch_hard_triplet(features, labels, reduction=reduction)
-    with pytest.raises(ValueError, match="reduction must be one of 'mean', 'sum' or 'none'"):
-        SoftMarginBatchHardTriplet(reduction=reduction)
+    def compile_inputs(self) -> list[tuple[torch.Tensor, ...]]:
+        features, labels = self.inputs()
+        poisoned = features.clone()
+        poisoned[3, 1] = math.nan  # non-finite features propagate in the compiled form too
+        return [(features, labels), (poisoned, labels)]
+
+    def bad_inputs(self) -> list[BadInput]:
+        return [
+            ((torch.randn(6), torch.zeros(6)), r"features must be a 2-D \(N, D\) tensor, got 1 dim"),
+            ((torch.randn(2, 3, 4), torch.zeros(2)), r"features must be a 2-D \(N, D\) tensor, got 3 dim"),
+            ((torch.ones(4, 3, dtype=torch.long), torch.zeros(4)), "features must be a floating tensor"),
+            ((torch.ones(4, 3, dtype=torch.complex64), torch.zeros(4)), "features must be a floating tensor"),
+            ((torch.randn(4, 0), torch.zeros(4)), "features must have at least one feature dimension"),
+            ((torch.randn(4, 3), torch.zeros(4, 1)), r"labels must be a 1-D \(N,\) tensor, got 2 dim"),
+            ((torch.randn(4, 3), torch.tensor(1)), r"labels must be a 1-D \(N,\) tensor, got 0 dim"),
+            (
+                (torch.randn(4, 3), torch.zeros(5)),
+                "labels must hold one label per row of features, got 5 labels for 4",
+            ),
+        ]
 
 
 def test_module_repr_and_no_parameters() -> None:
