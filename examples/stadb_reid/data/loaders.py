@@ -26,8 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
-from stadb_layers._validation import check_in_interval, check_positive_int
-from stadb_reid.data._checks import check_int_at_least
+from stadb_layers._validation import check_in_interval, check_int, check_positive_int
 from stadb_reid.data.datasets import ReIDDataset, ReIDSample
 from stadb_reid.data.sampler import PKSampler
 from stadb_reid.data.transforms import build_test_transform, build_train_transform
@@ -199,7 +198,7 @@ def build_train_loader(
     Returns:
         A loader yielding ``(images, pids, camids)`` with ``num_identities * num_instances`` rows.
     """
-    num_workers = check_int_at_least(num_workers, "num_workers", 0)
+    num_workers = check_int(num_workers, "num_workers", 0)
     transform = build_train_transform(
         height, width, flip_prob=flip_prob, padding=padding, erasing_prob=erasing_prob
     )
@@ -240,7 +239,7 @@ def build_test_loaders(
     Returns:
         ``(query_loader, gallery_loader)``, each yielding ``(images, pids, camids)`` in split order.
     """
-    num_workers = check_int_at_least(num_workers, "num_workers", 0)
+    num_workers = check_int(num_workers, "num_workers", 0)
     check_positive_int(batch_size, "batch_size")
     transform = build_test_transform(height, width)
 

@@ -45,7 +45,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from stadb_reid.data._checks import check_int_at_least
+from stadb_layers._validation import check_int
 
 __all__ = ["PKSampler"]
 
@@ -93,11 +93,11 @@ class PKSampler(Sampler[list[int]]):
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        self.num_identities = check_int_at_least(num_identities, "num_identities", 1)
-        self.num_instances = check_int_at_least(num_instances, "num_instances", 1)
-        self.seed = check_int_at_least(seed, "seed", 0)
-        self.world_size = check_int_at_least(world_size, "world_size", 1)
-        self.rank = check_int_at_least(rank, "rank", 0)
+        self.num_identities = check_int(num_identities, "num_identities", 1)
+        self.num_instances = check_int(num_instances, "num_instances", 1)
+        self.seed = check_int(seed, "seed", 0)
+        self.world_size = check_int(world_size, "world_size", 1)
+        self.rank = check_int(rank, "rank", 0)
         if self.rank >= self.world_size:
             raise ValueError(f"rank must be in [0, world_size={self.world_size}), got {rank}")
         by_pid: dict[int, list[int]] = {}
@@ -129,7 +129,7 @@ class PKSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose batches ``__iter__`` yields (call before every epoch)."""
-        self.epoch = check_int_at_least(epoch, "epoch", 0)
+        self.epoch = check_int(epoch, "epoch", 0)
 
     def __len__(self) -> int:
         """Batches per epoch on this rank (the same on every rank and in every epoch)."""

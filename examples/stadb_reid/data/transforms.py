@@ -27,8 +27,7 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
-from stadb_layers._validation import check_in_interval, check_positive_int
-from stadb_reid.data._checks import check_int_at_least
+from stadb_layers._validation import check_in_interval, check_int, check_positive_int
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_test_transform", "build_train_transform"]
 
@@ -80,7 +79,7 @@ def build_train_transform(
     _check_size(height, width)
     _check_prob(flip_prob, "flip_prob")
     _check_prob(erasing_prob, "erasing_prob")
-    check_int_at_least(padding, "padding", 0)
+    check_int(padding, "padding", 0)
     steps: list[v2.Transform] = [v2.Resize((height, width), antialias=True)]
     if flip_prob > 0:
         steps.append(v2.RandomHorizontalFlip(flip_prob))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import timm.models
 
-from stadb_layers._validation import check_in_interval
+from stadb_layers._validation import check_in_interval, check_int
 
 from ..config import Config, ConfigError
 from ..data import ReIDDataset, available_datasets
@@ -25,8 +25,10 @@ RUN_FILES = ("checkpoint.pt", "checkpoint.prev.pt", "metrics.json", "curves.png"
 
 
 def _integer(value: int, key: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
+    try:
+        check_int(value, key, minimum)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _number(value: float, key: str, low: float, high: float = math.inf, *, low_closed: bool = True) -> None:

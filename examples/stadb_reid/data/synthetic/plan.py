@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from stadb_layers._validation import check_in_interval
-from stadb_reid.data._checks import check_int_at_least
+from stadb_layers._validation import check_in_interval, check_int
 from stadb_reid.data.synthetic.identities import _identities, _Identity, _random_identity
 
 __all__: list[str] = []
@@ -38,7 +37,7 @@ _INT_BOUNDS: dict[str, tuple[int, int | None]] = {
 
 
 def _check_bounded_int(value: int, name: str, low: int, high: int | None) -> int:
-    checked = check_int_at_least(value, name, low)
+    checked = check_int(value, name, low)
     if high is not None:
         check_in_interval(checked, name, low, high, low_closed=True, high_closed=True)
     return checked
