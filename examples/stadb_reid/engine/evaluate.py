@@ -13,8 +13,7 @@ from ..evaluation import (
     RankMetrics,
     evaluate_from_features,
     extract_features,
-    k_reciprocal_rerank,
-    pairwise_distance,
+    k_reciprocal_rerank_features,
     rank_metrics,
 )
 
@@ -40,9 +39,20 @@ def embed_test_sets(
 
 
 def rank_test_sets(
-    query: Embeddings, gallery: Embeddings, config: Config
+    query: Embeddings, gallery: Embeddings, config: Config, *, progress: bool = False
 ) -> tuple[RankMetrics, npt.NDArray[np.float32] | None]:
     """Rank the gallery for every query as ``config.eval`` says (metric, re-ranking).
+
+    Re-ranking uses :func:`~stadb_reid.evaluation.k_reciprocal_rerank_features` on squared Euclidean
+    distances, as in Zhong et al.'s code (so re-ranked figures compare with published ones): it works
+    from the features in tiles and never builds the gallery-gallery matrix, so it runs at any dataset
+    size (MSMT17 in about 5 GB).
+
+    Args:
+        query: Query features, identities and cameras.
+        gallery: Gallery features, identities and cameras.
+        config: The run's configuration (``config.eval``).
+        progress: Show progress bars for the long steps.
 
     Returns:
         The metrics, and the re-ranked ``(num_query, num_gallery)`` distances when re-ranking
@@ -61,14 +71,10 @@ def rank_test_sets(
             g_camids,
             metric=config.eval.metric.value,
             max_rank=max_rank,
+            progress=progress,
         )
         return metrics, None
-    # Squared Euclidean, as in Zhong et al.'s code, so re-ranked figures compare with published ones.
-    distances = k_reciprocal_rerank(
-        pairwise_distance(q_features, g_features, metric="sqeuclidean").numpy(),
-        pairwise_distance(q_features, q_features, metric="sqeuclidean").numpy(),
-        pairwise_distance(g_features, g_features, metric="sqeuclidean").numpy(),
-    )
+    distances = k_reciprocal_rerank_features(q_features, g_features, metric="sqeuclidean", progress=progress)
     return rank_metrics(distances, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank), distances
 
 
@@ -76,5 +82,6 @@ def evaluate_model(
     model: nn.Module, dataset: ReIDDataset, config: Config, device: torch.device, *, progress: bool = True
 ) -> dict[str, float]:
     """Embed the query and gallery sets and return rank-1/5/10, mAP and mINP in percent."""
-    metrics, _ = rank_test_sets(*embed_test_sets(model, dataset, config, device, progress=progress), config)
+    query, gallery = embed_test_sets(model, dataset, config, device, progress=progress)
+    metrics, _ = rank_test_sets(query, gallery, config, progress=progress)
     return metrics.summary()

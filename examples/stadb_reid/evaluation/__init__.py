@@ -25,6 +25,7 @@ from .features import Embeddings, extract_features
 from .metrics import EvaluationProtocol, RankMetrics
 from .queries import has_match_in_other_camera
 from .rank import evaluate_rank, rank_metrics
+from .rerank_features import k_reciprocal_rerank_features
 from .reranking import k_reciprocal_rerank
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "extract_features",
     "has_match_in_other_camera",
     "k_reciprocal_rerank",
+    "k_reciprocal_rerank_features",
     "pairwise_distance",
     "rank_metrics",
 ]

@@ -22,7 +22,6 @@ __all__ = [
     "check_distmat",
     "check_labels",
     "check_max_rank",
-    "check_positive_integer",
     "to_numpy",
 ]
 
@@ -49,17 +48,6 @@ def to_numpy(x: ArrayLike) -> np.ndarray[Any, Any]:
             t = t.float()
         return t.numpy()
     return np.asarray(x)
-
-
-def check_positive_integer(value: int, name: str) -> int:
-    """``value`` as an ``int``; like :func:`~stadb_layers._validation.check_positive_int`, numpy integers too.
-
-    Examples:
-        >>> import numpy as np
-        >>> check_positive_integer(np.int64(3), "k1")
-        3
-    """
-    return check_positive_int(int(value) if isinstance(value, np.integer) else value, name)
 
 
 def check_labels(x: ArrayLike, name: str, length: int, length_of: str) -> IntArray:
@@ -107,7 +95,7 @@ def check_max_rank(max_rank: int, num_gallery: int) -> int:
         >>> check_max_rank(5, 10)
         5
     """
-    max_rank = check_positive_integer(max_rank, "max_rank")
+    max_rank = check_positive_int(max_rank, "max_rank")
     if num_gallery < max_rank:
         warnings.warn(
             f"max_rank={max_rank} exceeds the number of gallery entries ({num_gallery}); "

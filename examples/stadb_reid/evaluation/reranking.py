@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stadb_layers._validation import check_in_interval
+from stadb_layers._validation import check_in_interval, check_positive_int
 
-from ._inputs import ArrayLike, FloatArray, IntArray, check_positive_integer, to_numpy
+from ._inputs import ArrayLike, FloatArray, IntArray, to_numpy
+from ._kreciprocal import encode, jaccard_blocks
 
 __all__ = ["k_reciprocal_rerank"]
 
@@ -113,41 +114,6 @@ def _stable_smallest(d: FloatArray, k: int) -> IntArray:
     return np.take_along_axis(cols, order, axis=1)
 
 
-def _reciprocal(knn: IntArray, k: int) -> tuple[IntArray, npt.NDArray[np.bool_]]:
-    """``R(i, k)`` as the first ``k + 1`` neighbours of each row and a mask of the reciprocal ones."""
-    width = min(k + 1, knn.shape[1])
-    forward = knn[:, :width]
-    n = knn.shape[0]
-    mask = np.empty(forward.shape, dtype=bool)
-    step = max(1, 2**22 // (width * width))
-    for s in range(0, n, step):
-        back = knn[forward[s : s + step], :width]  # (rows, width, width)
-        mask[s : s + step] = (back == np.arange(s, min(s + step, n))[:, None, None]).any(axis=2)
-    return forward, mask
-
-
-def _csr_rows(indptr: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
-    """Entry positions of the given CSR rows (concatenated) and the per-row counts."""
-    counts = indptr[rows + 1] - indptr[rows]
-    total = int(counts.sum())
-    offsets = np.cumsum(counts) - counts
-    pos = np.repeat(indptr[rows] - offsets, counts) + np.arange(total, dtype=np.int64)
-    return pos, counts
-
-
-def _slices(counts: IntArray, limit: int) -> list[tuple[int, int]]:
-    """Consecutive ``[a, b)`` ranges of ``counts`` summing to about ``limit`` (at least one item each)."""
-    out = []
-    cum = np.cumsum(counts)
-    a, done = 0, 0
-    while a < len(counts):
-        b = max(a + 1, int(np.searchsorted(cum, done + limit, side="right")))
-        out.append((a, b))
-        done = int(cum[b - 1])
-        a = b
-    return out
-
-
 def k_reciprocal_rerank(
     q_g_dist: ArrayLike,
     q_q_dist: ArrayLike,
@@ -190,7 +156,7 @@ def k_reciprocal_rerank(
         >>> np.allclose(k_reciprocal_rerank(d[:3, 3:], d[:3, :3], d[3:, 3:], lambda_value=1.0), scaled)
         True
     """
-    k1, k2 = check_positive_integer(k1, "k1"), check_positive_integer(k2, "k2")
+    k1, k2 = check_positive_int(k1, "k1"), check_positive_int(k2, "k2")
     check_in_interval(lambda_value, "lambda_value", 0, 1, low_closed=True, high_closed=True)
     qg = to_numpy(q_g_dist)
     if qg.ndim != 2:
@@ -204,7 +170,6 @@ def k_reciprocal_rerank(
         _check_square(to_numpy(g_g_dist), "g_g_dist", ng, ng),
     )
     n = pool.size
-    k_half = round(k1 / 2)  # half to even, as np.around in the authors' code
 
     # Nearest neighbours of every pool sample, in stable order.
     width = min(max(k1 + 1, k2), n)
@@ -213,83 +178,10 @@ def k_reciprocal_rerank(
     for s in range(0, n, step):
         knn[s : s + step] = _stable_smallest(pool.rows(s, min(s + step, n)), width)
 
-    # R(i, k1) and R(j, k1 / 2), as padded neighbour lists with masks.
-    fwd, fwd_mask = _reciprocal(knn, k1)
-    half, half_mask = _reciprocal(knn, k_half)
-    half_size = half_mask.sum(axis=1)
-
-    # Expansion R*(i): add R(j, k1/2) for the j in R(i, k1) sharing more than 2/3 of it with R(i, k1).
-    members = [np.where(fwd_mask, fwd, n)]
-    step = max(1, 2**22 // (fwd.shape[1] ** 2 * half.shape[1]))
-    accepted = np.empty(fwd.shape, dtype=bool)
-    for s in range(0, n, step):
-        r_i = np.where(fwd_mask[s : s + step], fwd[s : s + step], -1)  # (rows, w1)
-        cand = fwd[s : s + step]  # candidates j, (rows, w1)
-        cand_half = np.where(half_mask[cand], half[cand], -2)  # (rows, w1, wh)
-        shared = (cand_half[:, :, :, None] == r_i[:, None, None, :]).any(axis=3).sum(axis=2)
-        accepted[s : s + step] = fwd_mask[s : s + step] & (3 * shared > 2 * half_size[cand])
-    extra = np.where((accepted[:, :, None] & half_mask[fwd]), half[fwd], n)  # (n, w1, wh)
-    members.append(extra.reshape(n, -1))
-    cand_all = np.sort(np.concatenate(members, axis=1), axis=1)
-    keep = cand_all < n
-    keep[:, 1:] &= cand_all[:, 1:] != cand_all[:, :-1]
-    rows_v = np.nonzero(keep)[0]
-    cols_v = cand_all[keep]
-
-    # Gaussian-kernel encoding V (CSR, rows sum to one).
-    weight = np.exp(-pool.pairs(rows_v, cols_v))
-    row_sum = np.bincount(rows_v, weights=weight, minlength=n)
-    vals_v = weight / np.where(row_sum > 0, row_sum, 1.0)[rows_v]
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows_v, minlength=n))]).astype(np.int64)
-
-    # Local query expansion: V_i <- mean of V_j over the k2 nearest j (i included).
-    if k2 > 1:
-        new_rows, new_cols, new_vals = [], [], []
-        step = max(1, 2**20 // max(1, k2 * int(np.diff(indptr).max(initial=1))))
-        for s in range(0, n, step):
-            e = min(s + step, n)
-            nbrs = knn[s:e, :k2]
-            pos, counts = _csr_rows(indptr, nbrs.ravel())
-            owner = np.repeat(np.repeat(np.arange(s, e), nbrs.shape[1]), counts)
-            key = owner * n + cols_v[pos]
-            uniq, inverse = np.unique(key, return_inverse=True)
-            summed = np.bincount(inverse, weights=vals_v[pos], minlength=len(uniq))
-            new_rows.append(uniq // n)
-            new_cols.append(uniq % n)
-            new_vals.append(summed / nbrs.shape[1])
-        rows_v = np.concatenate(new_rows)
-        cols_v = np.concatenate(new_cols)
-        vals_v = np.concatenate(new_vals)
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows_v, minlength=n))]).astype(np.int64)
-    row_total = np.bincount(rows_v, weights=vals_v, minlength=n)
-
-    # Jaccard distance between probes and gallery: sum of min over the shared columns.
-    gallery_entry = rows_v >= nq
-    by_col = np.argsort(cols_v[gallery_entry], kind="stable")
-    g_rows = rows_v[gallery_entry][by_col] - nq
-    g_vals = vals_v[gallery_entry][by_col]
-    col_ptr = np.concatenate([[0], np.cumsum(np.bincount(cols_v[gallery_entry], minlength=n))]).astype(
-        np.int64
-    )
+    v = encode(knn, k1, k2, pool.pairs)
     jaccard = np.empty((nq, ng), dtype=np.float64)
-    col_len = np.diff(col_ptr)
-    step = max(1, 2**21 // max(1, ng))
-    for s in range(0, nq, step):
-        e = min(s + step, nq)
-        pos, counts = _csr_rows(indptr, np.arange(s, e))
-        p_local = np.repeat(np.arange(e - s), counts)
-        p_cols, p_vals = cols_v[pos], vals_v[pos]
-        # Expand in slices so that the (probe entry, gallery entry) pairs stay bounded in memory.
-        shared = np.zeros((e - s) * ng, dtype=np.float64)
-        for a, b in _slices(col_len[p_cols], 2**23):
-            gpos, gcounts = _csr_rows(col_ptr, p_cols[a:b])
-            mins = np.minimum(np.repeat(p_vals[a:b], gcounts), g_vals[gpos])
-            shared += np.bincount(
-                np.repeat(p_local[a:b], gcounts) * ng + g_rows[gpos], weights=mins, minlength=len(shared)
-            )
-        shared = shared.reshape(e - s, ng)
-        union = row_total[s:e, None] + row_total[None, nq:] - shared
-        jaccard[s:e] = 1.0 - np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)
+    for first, block in jaccard_blocks(v, nq):
+        jaccard[first : first + len(block)] = block
 
     original = pool.q_g * pool.scale[:nq, None]
     return ((1.0 - lambda_value) * jaccard + lambda_value * original).astype(np.float32)
