@@ -188,7 +188,7 @@ def test_export_errors_name_the_argument(trained: tuple[Path, Config], tmp_path:
         export_checkpoint(checkpoint, "tensorrt")
     with pytest.raises(ValueError, match="out must differ from the checkpoint"):
         export_checkpoint(checkpoint, "onnx", checkpoint)
-    with pytest.raises(ValueError, match="height must be an integer of at least 16 pixels, got 8"):
+    with pytest.raises(ValueError, match="height must be an integer >= 16, got 8"):
         export_checkpoint(checkpoint, "onnx", tmp_path / "model.onnx", height=8)
     missing = tmp_path / "missing.pt"
     with pytest.raises(CheckpointError, match=re.escape(f"checkpoint not found: {missing}")):

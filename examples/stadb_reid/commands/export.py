@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from stadb_layers._validation import check_int
+
 from ..data import IMAGENET_MEAN, IMAGENET_STD
 from .evaluate import load_trained_model
 
@@ -84,11 +86,6 @@ def preprocessing_metadata(height: int, width: int, embedding_dim: int, variant:
     }
 
 
-def _check_size(value: int, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 16:
-        raise ValueError(f"{name} must be an integer of at least 16 pixels, got {value!r}")
-
-
 def export_checkpoint(
     checkpoint_path: Path,
     format: ExportFormat | str = ExportFormat.ONNX,
@@ -124,8 +121,8 @@ def export_checkpoint(
     model, config, _ = load_trained_model(checkpoint_path)
     height = config.data.height if height is None else height
     width = config.data.width if width is None else width
-    _check_size(height, "height")
-    _check_size(width, "width")
+    check_int(height, "height", 16)
+    check_int(width, "width", 16)
     metadata = preprocessing_metadata(height, width, model.embedding_dim, model.variant.value)
     example = torch.zeros(2, 3, height, width)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 from torch.utils.data import DataLoader
 
+from stadb_layers._validation import check_non_negative_int, check_positive_int
+
 from ..data import (
     IMAGE_EXTENSIONS,
     DatasetNotFoundError,
@@ -139,11 +141,9 @@ def extract_folder(
     relative_paths = find_images(images)
     model, config, _ = load_trained_model(checkpoint_path)
     batch_size = config.data.test_batch_size if batch_size is None else batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     num_workers = config.data.num_workers if num_workers is None else num_workers
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
+    check_non_negative_int(num_workers, "num_workers")
     target = resolve_device(config.device if device is None else device)
     paths = [images / path for path in relative_paths]
     # extract_features passes identity and camera labels through; a folder of images has none.
