@@ -26,8 +26,8 @@ from stadb_reid.evaluation import (
 
 
 def matrix_rerank(q, g, metric="sqeuclidean", **kwargs):
-    d = [pairwise_distance(a, b, metric) for a, b in ((q, g), (q, q), (g, g))]
-    return k_reciprocal_rerank(*d, **kwargs)
+    q_g, q_q, g_g = (pairwise_distance(a, b, metric) for a, b in ((q, g), (q, q), (g, g)))
+    return k_reciprocal_rerank(q_g, q_q, g_g, **kwargs)
 
 
 def dense_reference(q, g, k1, k2, lam):
