@@ -151,8 +151,8 @@ def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> No
         return
     if not overwrite:
         raise ConfigError(
-            f"{output_dir} holds an earlier run ({', '.join(earlier)}); pass --resume to continue it, "
-            "--overwrite to replace it, or choose another --output-dir"
+            f"{output_dir} holds an earlier run ({', '.join(earlier)}); pass --overwrite to replace it "
+            "or choose another --output-dir (train also takes --resume to continue it)"
         )
     for name in earlier:
         path = output_dir / name
