@@ -70,8 +70,8 @@ def build_config(
         raise typer.BadParameter(str(error), param_hint="--config/--set") from error
 
 
-def refuse_to_replace(paths: list[Path], overwrite: bool) -> None:
-    """Raise a usage error naming the first of ``paths`` that exists, unless ``overwrite``."""
+def refuse_to_replace(paths: list[Path], overwrite: bool, option: str = "--out") -> None:
+    """Raise a usage error on ``option`` naming the first of ``paths`` that exists, unless ``overwrite``."""
     existing = [path for path in paths if path.exists()]
     if existing and not overwrite:
-        raise typer.BadParameter(f"{existing[0]} exists; pass --overwrite to replace it", param_hint="--out")
+        raise typer.BadParameter(f"{existing[0]} exists; pass --overwrite to replace it", param_hint=option)

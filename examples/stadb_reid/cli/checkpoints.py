@@ -143,7 +143,7 @@ def visualize(
     from ..commands import figure_paths, visualize_checkpoint
 
     figures = output_dir if output_dir is not None else checkpoint.parent / "figures"
-    refuse_to_replace(list(figure_paths(figures)), overwrite)
+    refuse_to_replace(list(figure_paths(figures)), overwrite, "--output-dir")
     paths = visualize_checkpoint(
         checkpoint,
         figures,

@@ -16,12 +16,30 @@ from stadb_layers._validation import check_in_interval, check_int
 from ..config import Config, ConfigError
 from ..data import ReIDDataset, available_datasets
 from ..evaluation import has_match_in_other_camera
+from .checkpoint import CHECKPOINT_NAME, previous_checkpoint_path
 
-__all__ = ["RUN_FILES", "check_dataset_fits", "prepare_output_dir", "validate_config"]
+__all__ = [
+    "CURVES_NAME",
+    "METRICS_NAME",
+    "RUN_FILES",
+    "TENSORBOARD_DIR",
+    "check_dataset_fits",
+    "prepare_output_dir",
+    "validate_config",
+]
 
+METRICS_NAME = "metrics.json"
+CURVES_NAME = "curves.png"
+TENSORBOARD_DIR = "tensorboard"
 #: What a training run writes into its output folder: these mark a folder as holding a run, and are
 #: the only files ``overwrite`` removes.
-RUN_FILES = ("checkpoint.pt", "checkpoint.prev.pt", "metrics.json", "curves.png", "tensorboard")
+RUN_FILES = (
+    CHECKPOINT_NAME,
+    previous_checkpoint_path(Path(CHECKPOINT_NAME)).name,
+    METRICS_NAME,
+    CURVES_NAME,
+    TENSORBOARD_DIR,
+)
 
 
 def _integer(value: int, key: str, minimum: int) -> None:

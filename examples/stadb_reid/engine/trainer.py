@@ -34,7 +34,14 @@ from .hooks import CheckpointHook, EvalHook, InterruptHook, ProgressHook, Tensor
 from .interrupt import GracefulStop
 from .loop import HookBase, TrainLoop
 from .precision import Precision
-from .preflight import check_dataset_fits, prepare_output_dir, validate_config
+from .preflight import (
+    CURVES_NAME,
+    METRICS_NAME,
+    TENSORBOARD_DIR,
+    check_dataset_fits,
+    prepare_output_dir,
+    validate_config,
+)
 from .rng import capture_rng_state, restore_rng_state
 from .schedule import learning_rate
 from .state import TRAIN_STATE_KEYS, ResumePosition, TrainState
@@ -50,10 +57,6 @@ __all__ = [
     "seed_everything",
     "train",
 ]
-
-METRICS_NAME = "metrics.json"
-CURVES_NAME = "curves.png"
-TENSORBOARD_DIR = "tensorboard"
 
 
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
