@@ -89,18 +89,27 @@ def _distance_blocks(q: Tensor, g: Tensor, metric: str, chunk_size: int) -> Iter
         g_inv = g_sq.sqrt().clamp_min(1e-12).reciprocal()
         q_inv = q_sq.sqrt().clamp_min(1e-12).reciprocal()
     for start in range(0, q.shape[0], chunk_size):
+        rows = slice(start, start + chunk_size)
         with torch.no_grad():
-            qb = q[start : start + chunk_size]
-            if metric == "cosine":
-                d = qb @ g.T
-                d.mul_(q_inv[start : start + chunk_size, None]).mul_(g_inv[None, :])
-                d.neg_().add_(1.0)
-            else:
-                d = torch.addmm(g_sq[None, :], qb, g.T, beta=1.0, alpha=-2.0)
-                d.add_(q_sq[start : start + chunk_size, None]).clamp_min_(0.0)
-                if metric == "euclidean":
-                    d.sqrt_()
+            d = _block_distances(q[rows], g, (q_sq[rows], g_sq), (q_inv[rows], g_inv), metric)
         yield start, d
+
+
+def _block_distances(
+    a: Tensor, b: Tensor, sq_norms: tuple[Tensor, Tensor], inv_norms: tuple[Tensor, Tensor], metric: str
+) -> Tensor:
+    """Distances of the rows of ``a`` to those of ``b``, from their precomputed (inverse) row norms.
+
+    The one formula behind :func:`pairwise_distance`, :func:`evaluate_from_features` and the tiles of
+    :func:`~stadb_reid.evaluation.k_reciprocal_rerank_features`, so all three agree bit for bit.
+    """
+    if metric == "cosine":
+        d = a @ b.T
+        d.mul_(inv_norms[0][:, None]).mul_(inv_norms[1][None, :])
+        return d.neg_().add_(1.0)
+    d = torch.addmm(sq_norms[1][None, :], a, b.T, beta=1.0, alpha=-2.0)
+    d.add_(sq_norms[0][:, None]).clamp_min_(0.0)
+    return d.sqrt_() if metric == "euclidean" else d
 
 
 def pairwise_distance(

@@ -40,7 +40,7 @@ from stadb_layers._validation import check_in_interval, check_positive_int
 
 from ._inputs import FloatArray, IntArray
 from ._kreciprocal import encode, jaccard_blocks
-from .distance import Metric, _check_pair
+from .distance import Metric, _block_distances, _check_pair, _row_sq_norms
 
 __all__ = ["DEFAULT_RERANK_CHUNK_SIZE", "k_reciprocal_rerank_features"]
 
@@ -58,8 +58,7 @@ class _Pool:
         self.q, self.g, self.metric = q, g, metric
         self.num_query = q.shape[0]
         self.size = q.shape[0] + g.shape[0]
-        sq = [torch.cat([(x[s : s + 4096] ** 2).sum(1) for s in range(0, len(x), 4096)]) for x in (q, g)]
-        self.sq = torch.cat(sq)
+        self.sq = torch.cat([_row_sq_norms(q), _row_sq_norms(g)])
         self.inv = self.sq.sqrt().clamp_min(1e-12).reciprocal()
 
     def rows(self, start: int, stop: int) -> Tensor:
@@ -80,14 +79,9 @@ class _Pool:
 
     def tile(self, a: tuple[int, int], b: tuple[int, int]) -> Tensor:
         """Distances of pool samples ``a[0]:a[1]`` (rows) to ``b[0]:b[1]``, as :func:`pairwise_distance`."""
-        xa, xb = self.rows(*a), self.rows(*b)
-        if self.metric == "cosine":
-            d = xa @ xb.T
-            d.mul_(self.inv[a[0] : a[1], None]).mul_(self.inv[None, b[0] : b[1]])
-            return d.neg_().add_(1.0)
-        d = torch.addmm(self.sq[None, b[0] : b[1]], xa, xb.T, beta=1.0, alpha=-2.0)
-        d.add_(self.sq[a[0] : a[1], None]).clamp_min_(0.0)
-        return d.sqrt_() if self.metric == "euclidean" else d
+        rows, cols = slice(*a), slice(*b)
+        sq_norms, inv_norms = (self.sq[rows], self.sq[cols]), (self.inv[rows], self.inv[cols])
+        return _block_distances(self.rows(*a), self.rows(*b), sq_norms, inv_norms, self.metric)
 
     def pairs(self, i: Tensor, j: Tensor) -> Tensor:
         """Distances ``d(i[k], j[k])``, same formulas as :meth:`tile`."""
