@@ -99,7 +99,10 @@ def test_the_same_checks_apply_to_an_untrained_evaluation(
         (["train", "--dataset", "nope", "--data-root", "{tmp}/d"], "data.dataset must be one of cuhk03"),
         (["train", "--epochs", "0"], "optim.epochs must be an integer >= 1, got 0"),
         (["train", "--no-such-flag"], "No such option: --no-such-flag"),
-        (["export", "--checkpoint", "{tmp}/c.pt", "--format", "tflite"], "expected onnx or torchscript"),
+        (
+            ["export", "--checkpoint", "{tmp}/c.pt", "--format", "tflite"],
+            "expected onnx or torchscript or safetensors, got 'tflite'",
+        ),
     ],
 )
 def test_usage_errors_are_one_line(

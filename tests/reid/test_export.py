@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from stadb_reid.cli import app, main
@@ -26,6 +28,8 @@ from stadb_reid.data import (
 from stadb_reid.engine import build_model, load_checkpoint, save_checkpoint, train
 from stadb_reid.engine.checkpoint import CHECKPOINT_NAME, CheckpointError
 from stadb_reid.model import STADBNet
+
+from .test_cli_errors import assert_one_line_error, run_cli
 
 HEIGHT, WIDTH = 32, 16
 # ONNX Runtime's float32 kernels sum in another order than PyTorch's. Measured on this model: at most
@@ -159,6 +163,24 @@ def test_torchscript_export_matches_pytorch_on_two_batch_sizes(
             torch.testing.assert_close(loaded(images), reference(images))
 
 
+def test_safetensors_export_holds_the_weights_and_what_rebuilds_the_model(
+    trained: tuple[Path, Config], reference: STADBNet, tmp_path: Path
+) -> None:
+    checkpoint, config = trained
+    path = export_checkpoint(checkpoint, "safetensors", tmp_path / "model.safetensors")
+    assert path.read_bytes()[8:9] == b"{"  # a JSON header after its length: no pickle anywhere
+    weights = load_file(str(path))
+    expected = {k: v for k, v in reference.state_dict().items() if isinstance(v, torch.Tensor)}
+    assert weights.keys() == expected.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(weights[name], tensor), name
+    with safe_open(str(path), "pt") as file:
+        metadata = file.metadata()
+    assert metadata["num_classes"] == str(load_checkpoint(checkpoint)["num_classes"])
+    assert json.loads(metadata["config"]) == config_to_dict(config)
+    assert (metadata["input_height"], metadata["embedding_dim"]) == (str(HEIGHT), "1536")
+
+
 def test_export_of_global_variant_at_another_input_size(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, **{"model.variant": "global"})
     model = build_model(config, 3, pretrained=False)
@@ -184,7 +206,8 @@ def test_export_of_global_variant_at_another_input_size(tmp_path: Path) -> None:
 
 def test_export_errors_name_the_argument(trained: tuple[Path, Config], tmp_path: Path) -> None:
     checkpoint, _ = trained
-    with pytest.raises(ValueError, match="format must be one of onnx, torchscript, got 'tensorrt'"):
+    message = "format must be one of onnx, torchscript, safetensors, got 'tensorrt'"
+    with pytest.raises(ValueError, match=message):
         export_checkpoint(checkpoint, "tensorrt")
     with pytest.raises(ValueError, match="out must differ from the checkpoint"):
         export_checkpoint(checkpoint, "onnx", checkpoint)
@@ -199,16 +222,21 @@ def test_export_errors_name_the_argument(trained: tuple[Path, Config], tmp_path:
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--format", "tensorrt"], "expected onnx or torchscript, got 'tensorrt'"),
+        (["--format", "tensorrt"], "expected onnx or torchscript or safetensors, got 'tensorrt'"),
         (["--out", "{checkpoint}"], "would overwrite the checkpoint"),
     ],
 )
-def test_cli_export_rejects_bad_options(trained: tuple[Path, Config], arguments: list, message: str) -> None:
+def test_cli_export_rejects_bad_options(
+    trained: tuple[Path, Config],
+    arguments: list,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     checkpoint, _ = trained
     options = [a.format(checkpoint=checkpoint) for a in arguments]
-    result = CliRunner().invoke(app, ["export", "--checkpoint", str(checkpoint), *options])
-    assert result.exit_code == 2
-    assert message in result.output
+    code, _, err = run_cli(["export", "--checkpoint", str(checkpoint), *options], monkeypatch, capsys)
+    assert_one_line_error(code, err, message)
 
 
 # ------------------------------------------------------------------------------------------- extract

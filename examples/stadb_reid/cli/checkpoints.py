@@ -61,7 +61,9 @@ def evaluate(
 @app.command()
 def export(
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint.pt written by train.")],
-    format_: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
+    format_: Annotated[
+        str, typer.Option("--format", help="onnx, torchscript, or safetensors (the weights alone, to share).")
+    ] = "onnx",
     out: Annotated[
         Path | None, typer.Option(help="Output file; default: the checkpoint with the format's suffix.")
     ] = None,
@@ -73,7 +75,7 @@ def export(
     ] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Write the eval-mode embedding model as ONNX (dynamic batch) or TorchScript, with its preprocessing."""
+    """Write the eval-mode model as ONNX (dynamic batch) or TorchScript, or its weights as safetensors."""
     from ..commands import ExportFormat, export_checkpoint
 
     try:

@@ -1,4 +1,4 @@
-"""Export of a checkpoint's eval-mode embedding model to ONNX or TorchScript.
+"""Export of a checkpoint's eval-mode embedding model to ONNX or TorchScript, or its weights to safetensors.
 
 In eval mode :class:`~stadb_reid.model.STADBNet` maps ``(N, 3, H, W)`` normalised images to
 ``(N, D)`` embeddings (``D = 1536`` for the full model, 512 for the global-only variant): the
@@ -13,9 +13,14 @@ module, so the exported graph is the deployed network.
   TorchScript), while the eval-mode forward has no data-dependent control flow, so a trace records
   it exactly.
 
-Both files carry the preprocessing a consumer has to apply (:func:`preprocessing_metadata`): in the
-ONNX ``metadata_props``, and as the extra file ``preprocessing.json`` of the TorchScript archive
-(read it with ``torch.jit.load(path, _extra_files={"preprocessing.json": ""})``).
+- safetensors holds the weights alone (every tensor of the model's ``state_dict``), the file to hand
+  to other people: reading it never runs code. Its metadata carries the preprocessing, the number of
+  classes and the training config (JSON), which rebuild the network.
+
+Every file carries the preprocessing a consumer has to apply (:func:`preprocessing_metadata`): in the
+ONNX ``metadata_props``, as the extra file ``preprocessing.json`` of the TorchScript archive
+(read it with ``torch.jit.load(path, _extra_files={"preprocessing.json": ""})``), and in the
+safetensors header's metadata (``safetensors.safe_open(path, "pt").metadata()``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from enum import Enum
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from stadb_layers._validation import check_int
 
@@ -48,10 +54,11 @@ class ExportFormat(str, Enum):
 
     ONNX = "onnx"
     TORCHSCRIPT = "torchscript"
+    SAFETENSORS = "safetensors"
 
     @property
     def suffix(self) -> str:
-        """``.onnx`` or ``.torchscript`` (not ``.pt``, which would collide with ``checkpoint.pt``)."""
+        """``.`` and the format's name (not ``.pt``, which would collide with ``checkpoint.pt``)."""
         return f".{self.value}"
 
 
@@ -94,12 +101,12 @@ def export_checkpoint(
     height: int | None = None,
     width: int | None = None,
 ) -> Path:
-    """Write the eval-mode embedding model of a checkpoint as ONNX or TorchScript.
+    """Write a checkpoint's eval-mode embedding model (ONNX, TorchScript) or its weights (safetensors).
 
     Args:
         checkpoint_path: A ``checkpoint.pt`` written by :func:`~stadb_reid.engine.train`.
-        format: ``"onnx"`` or ``"torchscript"``.
-        out: Output file; default: the checkpoint's path with the suffix ``.onnx`` or ``.torchscript``.
+        format: ``"onnx"``, ``"torchscript"`` or ``"safetensors"``.
+        out: Output file; default: the checkpoint's path with the format's suffix.
         height: Input height; default: the checkpoint config's ``data.height``.
         width: Input width; default: the checkpoint config's ``data.width``.
 
@@ -118,7 +125,7 @@ def export_checkpoint(
     out = Path(out) if out is not None else checkpoint_path.with_suffix(export_format.suffix)
     if out.resolve() == checkpoint_path.resolve():
         raise ValueError(f"out must differ from the checkpoint, got {out}")
-    model, config, _ = load_trained_model(checkpoint_path)
+    model, config, state = load_trained_model(checkpoint_path)
     height = config.data.height if height is None else height
     width = config.data.width if width is None else width
     check_int(height, "height", 16)
@@ -126,7 +133,12 @@ def export_checkpoint(
     metadata = preprocessing_metadata(height, width, model.embedding_dim, model.variant.value)
     example = torch.zeros(2, 3, height, width)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if export_format is ExportFormat.ONNX:
+    if export_format is ExportFormat.SAFETENSORS:
+        # The branch selector's generator state (not a tensor) only matters in training.
+        tensors = {k: v.contiguous() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+        header = {**metadata, "num_classes": str(state["num_classes"]), "config": json.dumps(state["config"])}
+        save_file(tensors, str(out), metadata=header)
+    elif export_format is ExportFormat.ONNX:
         program = torch.onnx.export(
             model,
             (example,),
