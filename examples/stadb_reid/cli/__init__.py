@@ -10,6 +10,7 @@ import typer
 from ..errors import ReIDError
 from .app import app, build_config, refuse_to_replace
 from .checkpoints import evaluate, export, extract, visualize
+from .sweep import sweep
 from .training import demo, train
 
 try:  # recent typer releases vendor click; main() needs its exception classes to print them in one line
@@ -26,6 +27,7 @@ __all__ = [
     "extract",
     "main",
     "refuse_to_replace",
+    "sweep",
     "train",
     "visualize",
 ]

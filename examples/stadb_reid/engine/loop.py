@@ -110,7 +110,14 @@ class TrainLoop:
                 self.loss_sum += self.loss
                 self.step += 1
                 self._call("after_step")
-            self.history.append({"epoch": epoch, "loss": self.loss_sum / self.steps_per_epoch, "lr": self.lr})
+            self.history.append(
+                {
+                    "epoch": epoch,
+                    "loss": self.loss_sum / self.steps_per_epoch,
+                    "lr": self.lr,
+                    "steps": self.steps_per_epoch,
+                }
+            )
             self.step, self.loss_sum = 0, 0.0
             self._call("after_epoch")
         self.epoch = self.epochs + 1
