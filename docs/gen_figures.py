@@ -196,6 +196,7 @@ def fig_cbam() -> Figure:
     torch.manual_seed(0)
     x = feature_map()
     cbam = CBAM(CHANNELS, reduction=16, kernel_size=7).train()
+    assert cbam.channel_gate is not None and cbam.spatial_gate is not None
     with torch.no_grad():
         pooled = torch.stack((x.mean(dim=(2, 3)), x.amax(dim=(2, 3))))
         gate_c = torch.sigmoid(

@@ -1,20 +1,48 @@
-"""Convolutional Block Attention Module (CBAM).
+"""Convolutional Block Attention Module (CBAM), and the variant of the STADB authors.
 
 Woo, Park, Lee and Kweon, "CBAM: Convolutional Block Attention Module", ECCV 2018,
 https://arxiv.org/abs/1807.06521. Official code: https://github.com/Jongchan/attention-module.
+The STADB authors' variant (https://github.com/wangxiao5791509/STADB_ReID, ``models/networks.py``) is
+:meth:`CBAM.stadb_reference`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from stadb_layers._validation import check_feature_map, check_odd_kernel_size
+from stadb_layers._validation import check_feature_map, check_odd_kernel_size, check_positive_int
 from stadb_layers.mlp import ChannelMLP
 
 __all__ = ["CBAM", "ChannelGate", "SpatialGate", "z_pool"]
+
+_POOL_ORDERS = ("max_mean", "avg_max")
+_GATES = ("channel_spatial", "channel", "spatial")
+# The options of CBAM.stadb_reference (its docstring cites the authors' lines).
+_STADB_REFERENCE: dict[str, Any] = {
+    "reduction": 4,
+    "kernel_size": 3,
+    "spatial_bias": True,
+    "spatial_norm": False,
+    "pool_order": "avg_max",
+}
+
+
+def _check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    """Return ``value``, or raise ``ValueError`` naming ``name`` unless it is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _check_bool(value: bool, name: str) -> bool:
+    """Return ``value``, or raise ``ValueError`` naming ``name`` unless it is a ``bool`` (not "false")."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+    return value
 
 
 def z_pool(x: Tensor, dim: int) -> Tensor:
@@ -96,16 +124,20 @@ class SpatialGate(nn.Module):
 
     .. math::
 
-        M_s(F) = \sigma\Big(\mathrm{BN}\big(f^{k \times k}([\max_c F;\ \mathrm{mean}_c F])\big)\Big),
-        \qquad F'' = M_s(F) \otimes F,
+        M_s(F) = \sigma\big(\mathcal{N}(f^{k \times k}(P(F)) + b)\big), \qquad F'' = M_s(F) \otimes F,
 
-    where the two pooled maps are concatenated with the max first, as in the official ``ChannelPool``
-    (triplet attention's Z-pool). The convolution has no bias and "same" padding; the batch norm uses the
-    official ``eps=1e-5`` and ``momentum=0.01``. :meth:`attention_from_pooled` maps a pooled map to the
-    gate; :class:`~stadb_layers.TripletAttention` calls it on maps pooled over C, H and W.
+    where :math:`P(F)` stacks the channel-wise maps in ``pool_order``: :math:`[\max_c F;\ \mathrm{mean}_c F]`
+    for ``"max_mean"`` (the official ``ChannelPool``, triplet attention's Z-pool) or
+    :math:`[\mathrm{mean}_c F;\ \max_c F]` for ``"avg_max"``. :math:`f^{k \times k}` has "same" padding,
+    :math:`b` is its bias (0 unless ``bias``) and :math:`\mathcal{N}` is a batch norm with the official
+    ``eps=1e-5, momentum=0.01`` (the identity unless ``norm``). :meth:`attention_from_pooled` maps a pooled
+    map to the gate; :class:`~stadb_layers.TripletAttention` calls it on maps pooled over C, H and W.
 
     Args:
         kernel_size: Odd side :math:`k` of the square convolution kernel.
+        bias: Whether the convolution has a bias :math:`b`.
+        norm: Whether a batch norm follows the convolution (attribute ``bn``, else ``nn.Identity``).
+        pool_order: Order of the two pooled maps, ``"max_mean"`` or ``"avg_max"``.
         gate_layer: Factory of the gate :math:`\sigma`, called with no arguments.
         device: Device of the parameters and buffers.
         dtype: Floating dtype of the parameters and buffers.
@@ -119,31 +151,55 @@ class SpatialGate(nn.Module):
         >>> x = torch.randn(2, 4, 6, 5)
         >>> gate(x).shape
         torch.Size([2, 4, 6, 5])
-        >>> gate.attention_from_pooled(z_pool(x, dim=1)).shape
+        >>> gate.attention_from_pooled(gate.pool(x)).shape
         torch.Size([2, 1, 6, 5])
+        >>> SpatialGate(3, bias=True, norm=False, pool_order="avg_max")
+        SpatialGate(
+          kernel_size=3, bias=True, norm=False, pool_order='avg_max'
+          (conv): Conv2d(2, 1, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))
+          (bn): Identity()
+          (gate): Sigmoid()
+        )
     """
 
     def __init__(
         self,
         kernel_size: int = 7,
         *,
+        bias: bool = False,
+        norm: bool = True,
+        pool_order: str = "max_mean",
         gate_layer: Callable[[], nn.Module] = nn.Sigmoid,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.kernel_size = check_odd_kernel_size(kernel_size, "kernel_size")
+        # Not stored as self.bias: generic init code zeroes any non-None `bias` attribute it finds.
+        bias = _check_bool(bias, "bias")
+        self.pool_order = _check_choice(pool_order, "pool_order", _POOL_ORDERS)
         self.conv = nn.Conv2d(
-            2, 1, kernel_size, padding=kernel_size // 2, bias=False, device=device, dtype=dtype
+            2, 1, kernel_size, padding=kernel_size // 2, bias=bias, device=device, dtype=dtype
         )
-        self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01, device=device, dtype=dtype)
+        self.bn: nn.Module = (
+            nn.BatchNorm2d(1, eps=1e-5, momentum=0.01, device=device, dtype=dtype)
+            if _check_bool(norm, "norm")
+            else nn.Identity()
+        )
         self.gate = gate_layer()
 
+    def pool(self, x: Tensor) -> Tensor:
+        """Return the channel-wise max and mean maps of ``x``, :math:`(N, 2, H, W)`, in ``pool_order``."""
+        if self.pool_order == "avg_max":
+            return torch.stack((x.mean(dim=1), x.amax(dim=1)), dim=1)
+        return z_pool(x, dim=1)
+
     def attention_from_pooled(self, pooled: Tensor) -> Tensor:
-        r"""Return the attention map :math:`\sigma(\mathrm{BN}(f^{k \times k}(\text{pooled})))`.
+        r"""Return the attention map :math:`\sigma(\mathcal{N}(f^{k \times k}(\text{pooled}) + b))`.
 
         Args:
-            pooled: Z-pooled map of shape :math:`(N, 2, A, B)` (see :func:`z_pool`).
+            pooled: Pooled map of shape :math:`(N, 2, A, B)`, its two maps in ``pool_order`` (see
+                :meth:`pool` and :func:`z_pool`).
 
         Returns:
             The gate of shape :math:`(N, 1, A, B)`.
@@ -154,18 +210,25 @@ class SpatialGate(nn.Module):
         """
         check_feature_map(pooled, "pooled")
         if pooled.shape[1] != 2:
-            raise ValueError(f"pooled must have 2 channels (max, mean), got {pooled.shape[1]}")
+            raise ValueError(f"pooled must have 2 channels ({self.pool_order} maps), got {pooled.shape[1]}")
         gate: Tensor = self.gate(self.bn(self.conv(pooled)))
         return gate
 
     def forward(self, x: Tensor) -> Tensor:
         """Return ``x`` scaled by the spatial attention map."""
         check_feature_map(x, "x")
-        return x * self.attention_from_pooled(z_pool(x, dim=1))
+        return x * self.attention_from_pooled(self.pool(x))
 
     def extra_repr(self) -> str:
-        """Describe the configuration."""
-        return f"kernel_size={self.kernel_size}"
+        """Describe the configuration: the kernel size and the options that differ from the defaults."""
+        parts = [f"kernel_size={self.kernel_size}"]
+        if self.conv.bias is not None:
+            parts.append("bias=True")
+        if not isinstance(self.bn, nn.BatchNorm2d):
+            parts.append("norm=False")
+        if self.pool_order != "max_mean":
+            parts.append(f"pool_order={self.pool_order!r}")
+        return ", ".join(parts)
 
 
 class CBAM(nn.Module):
@@ -176,28 +239,30 @@ class CBAM(nn.Module):
     .. math::
 
         M_c(F) &= \sigma\big(\mathrm{MLP}(\mathrm{AvgPool}(F)) + \mathrm{MLP}(\mathrm{MaxPool}(F))\big)
-            \in \mathbb{R}^{C \times 1 \times 1}, \\
-        F' &= M_c(F) \otimes F, \\
-        M_s(F') &= \sigma\Big(\mathrm{BN}\big(f^{k \times k}([\max_c F';\ \mathrm{mean}_c F'])\big)\Big)
-            \in \mathbb{R}^{1 \times H \times W}, \\
-        F'' &= M_s(F') \otimes F',
+            \in \mathbb{R}^{C \times 1 \times 1}, \qquad F' = M_c(F) \otimes F, \\
+        M_s(F') &= \sigma\big(\mathcal{N}(f^{k \times k}(P(F')) + b)\big)
+            \in \mathbb{R}^{1 \times H \times W}, \qquad F'' = M_s(F') \otimes F',
 
-    where the MLP (``Linear(C, C/r) -> act -> Linear(C/r, C)``, both with bias) is shared between the two
-    pooled descriptors, :math:`f^{k \times k}` is a bias-free convolution with "same" padding and
-    :math:`\sigma` is the gate (sigmoid by default). This follows the official implementation: the spatial
-    pool puts the max map first and the batch norm uses ``eps=1e-5, momentum=0.01``. Unlike the official
-    code, the hidden width is ``max(1, channels // reduction)`` so that ``channels < reduction`` works.
+    with :class:`ChannelGate`'s MLP (``Linear(C, C/r) -> act -> Linear(C/r, C)``, both with bias, shared
+    by the two pooled descriptors) and :class:`SpatialGate`'s pool :math:`P`, convolution :math:`f`, bias
+    :math:`b` and norm :math:`\mathcal{N}`. The defaults follow the official code: :math:`P(F) = [\max_c
+    F;\ \mathrm{mean}_c F]`, no bias, batch norm with ``eps=1e-5, momentum=0.01``. Unlike it, the hidden
+    width is ``max(1, channels // reduction)`` so that ``channels < reduction`` works. ``gates`` keeps one
+    gate only (the paper's Table 7 ablation); the other is not built. :meth:`stadb_reference` builds the
+    STADB authors' variant.
 
     The first positional argument is the channel count, so the class can be passed as timm's
     ``attn_layer`` (e.g. ``timm.create_model("resnet50", block_args=dict(attn_layer=CBAM))``).
-
-    Reference:
-        Woo et al., "CBAM: Convolutional Block Attention Module", ECCV 2018.
 
     Args:
         channels: Number of input channels :math:`C`.
         reduction: Reduction ratio :math:`r` of the channel MLP.
         kernel_size: Odd side :math:`k` of the spatial convolution kernel.
+        spatial_bias: Whether the spatial convolution has a bias :math:`b`.
+        spatial_norm: Whether a batch norm :math:`\mathcal{N}` follows the spatial convolution.
+        pool_order: Order of the spatial pool's maps, ``"max_mean"`` (official CBAM) or ``"avg_max"``.
+        gates: ``"channel_spatial"`` (CBAM), ``"channel"`` (:math:`F'` only) or ``"spatial"``
+            (:math:`M_s(F) \otimes F` only).
         act_layer: Factory of the MLP activation, called with no arguments.
         gate_layer: Factory of the gate :math:`\sigma` (one instance per gate), called with no arguments.
         device: Device of the parameters and buffers.
@@ -212,6 +277,8 @@ class CBAM(nn.Module):
         >>> cbam = CBAM(64, reduction=16, kernel_size=7)
         >>> cbam(torch.randn(2, 64, 8, 8)).shape
         torch.Size([2, 64, 8, 8])
+        >>> CBAM(64, gates="spatial").channel_gate is None
+        True
     """
 
     def __init__(
@@ -220,26 +287,89 @@ class CBAM(nn.Module):
         reduction: int = 16,
         kernel_size: int = 7,
         *,
+        spatial_bias: bool = False,
+        spatial_norm: bool = True,
+        pool_order: str = "max_mean",
+        gates: str = "channel_spatial",
         act_layer: Callable[[], nn.Module] = nn.ReLU,
         gate_layer: Callable[[], nn.Module] = nn.Sigmoid,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.channel_gate = ChannelGate(
-            channels, reduction, act_layer=act_layer, gate_layer=gate_layer, device=device, dtype=dtype
-        )
-        self.spatial_gate = SpatialGate(kernel_size, gate_layer=gate_layer, device=device, dtype=dtype)
+        # Every option is checked, also those of a gate that is not built, so a bad config fails early.
+        self.channels = check_positive_int(channels, "channels")
+        self.reduction = check_positive_int(reduction, "reduction")
+        self.kernel_size = check_odd_kernel_size(kernel_size, "kernel_size")
+        self.spatial_bias = _check_bool(spatial_bias, "spatial_bias")
+        self.spatial_norm = _check_bool(spatial_norm, "spatial_norm")
+        self.pool_order = _check_choice(pool_order, "pool_order", _POOL_ORDERS)
+        self.gates = _check_choice(gates, "gates", _GATES)
+        self.channel_gate: ChannelGate | None = None
+        self.spatial_gate: SpatialGate | None = None
+        if gates != "spatial":
+            self.channel_gate = ChannelGate(
+                channels, reduction, act_layer=act_layer, gate_layer=gate_layer, device=device, dtype=dtype
+            )
+        if gates != "channel":
+            self.spatial_gate = SpatialGate(
+                kernel_size,
+                bias=spatial_bias,
+                norm=spatial_norm,
+                pool_order=pool_order,
+                gate_layer=gate_layer,
+                device=device,
+                dtype=dtype,
+            )
+
+    @classmethod
+    def stadb_reference(cls, channels: int, **overrides: Any) -> CBAM:
+        r"""The CBAM of the STADB authors' code: ``reduction=4``, a 3x3 convolution with bias, no norm.
+
+        From ``models/networks.py`` of https://github.com/wangxiao5791509/STADB_ReID: ``fc1``/``fc2`` are
+        1x1 convolutions with ``reduction = 4`` (the same MLP as :class:`ChannelGate`'s), the spatial
+        convolution is ``nn.Conv2d(2, 1, kernel_size=3, stride=1, padding=1)`` (bias on) with no batch
+        norm, and its input is ``torch.cat((avg, mx), 1)``. So the preset is ``reduction=4,
+        kernel_size=3, spatial_bias=True, spatial_norm=False, pool_order="avg_max"``.
+
+        Args:
+            channels: Number of input channels :math:`C`.
+            **overrides: Any other keyword argument of :class:`CBAM`; it replaces the preset's value.
+
+        Returns:
+            The configured :class:`CBAM`.
+
+        Examples:
+            >>> cbam = CBAM.stadb_reference(2048)
+            >>> cbam.reduction, cbam.kernel_size, cbam.spatial_bias, cbam.spatial_norm, cbam.pool_order
+            (4, 3, True, False, 'avg_max')
+            >>> sum(p.numel() for p in cbam.parameters())
+            2099731
+        """
+        return cls(channels, **{**_STADB_REFERENCE, **overrides})
 
     def forward(self, x: Tensor) -> Tensor:
-        """Apply the channel gate, then the spatial gate."""
-        check_feature_map(x, "x", "CBAM", self.channel_gate.channels)
-        out: Tensor = self.spatial_gate(self.channel_gate(x))
-        return out
+        """Apply the channel gate, then the spatial gate (those that ``gates`` keeps)."""
+        check_feature_map(x, "x", "CBAM", self.channels)
+        if self.channel_gate is not None:
+            x = self.channel_gate(x)
+        if self.spatial_gate is not None:
+            x = self.spatial_gate(x)
+        return x
 
     def extra_repr(self) -> str:
-        """Describe the configuration."""
-        return (
-            f"channels={self.channel_gate.channels}, reduction={self.channel_gate.reduction}, "
-            f"kernel_size={self.spatial_gate.kernel_size}"
-        )
+        """Describe the configuration: the sizes of the gates that exist and the non-default options."""
+        parts = [f"channels={self.channels}"]
+        if self.channel_gate is not None:
+            parts.append(f"reduction={self.reduction}")
+        if self.spatial_gate is not None:
+            parts.append(f"kernel_size={self.kernel_size}")
+            if self.spatial_bias:
+                parts.append("spatial_bias=True")
+            if not self.spatial_norm:
+                parts.append("spatial_norm=False")
+            if self.pool_order != "max_mean":
+                parts.append(f"pool_order={self.pool_order!r}")
+        if self.gates != "channel_spatial":
+            parts.append(f"gates={self.gates!r}")
+        return ", ".join(parts)

@@ -561,7 +561,8 @@ def test_extra_repr() -> None:
 
 
 def test_hidden_width_is_at_least_one() -> None:
-    assert CBAM(3, reduction=16).channel_gate.hidden_channels == 1
+    gate = CBAM(3, reduction=16).channel_gate
+    assert gate is not None and gate.hidden_channels == 1
     assert SE(3, reduction=16).hidden_channels == 1
     assert SE(64, reduction=16).hidden_channels == 4
 
@@ -573,6 +574,7 @@ def test_hidden_width_is_at_least_one() -> None:
 
 def _timm_state_from_cbam(m: CBAM) -> dict[str, Tensor]:
     cg, sg = m.channel_gate, m.spatial_gate
+    assert cg is not None and sg is not None
     return {
         "channel.fc1.weight": cg.fc1.weight[:, :, None, None],
         "channel.fc1.bias": cg.fc1.bias,
@@ -598,7 +600,7 @@ def test_cbam_matches_timm(shape: Shape, reduction: int, kernel_size: int, train
 
     training = train and shape[0] > 1
     ours = build("cbam", shape[1], seed=seed, reduction=reduction, kernel_size=kernel_size)
-    assert isinstance(ours, CBAM)
+    assert isinstance(ours, CBAM) and ours.channel_gate is not None
     theirs = CbamModule(
         shape[1],
         rd_channels=ours.channel_gate.hidden_channels,
@@ -746,6 +748,7 @@ def test_spatial_gate_attention_from_pooled_names_bad_input(pooled: Tensor, matc
     [
         ("cbam", CBAM),
         ("CBAM", CBAM),
+        ("cbam_reference", CBAM),
         ("se", SE),
         ("Se", SE),
         ("srm", SRM),
@@ -761,7 +764,7 @@ def test_create_attention_returns_class(name: str, cls: type[nn.Module]) -> None
 
 def test_create_attention_forwards_kwargs() -> None:
     cbam = create_attention("cbam", 32, reduction=4, kernel_size=3, act_layer=nn.SiLU, dtype=torch.float64)
-    assert isinstance(cbam, CBAM)
+    assert isinstance(cbam, CBAM) and cbam.channel_gate is not None and cbam.spatial_gate is not None
     assert cbam.channel_gate.hidden_channels == 8
     assert cbam.spatial_gate.conv.kernel_size == (3, 3)
     assert isinstance(cbam.channel_gate.act, nn.SiLU)
@@ -786,7 +789,7 @@ def test_create_attention_forwards_kwargs() -> None:
 @pytest.mark.parametrize(
     ("name", "kwargs", "match"),
     [
-        ("eca", {}, r"name must be one of \['cbam', 'se', 'srm', 'triplet'\]"),
+        ("eca", {}, r"name must be one of \['cbam', 'cbam_reference', 'se', 'srm', 'triplet'\]"),
         ("", {}, "name must be one of"),
         ("se", {"reduction": 0}, "reduction must be a positive integer"),
     ],

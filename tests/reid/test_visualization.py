@@ -179,7 +179,7 @@ def test_keep_mask_drawn_equals_the_threshold_rule(trained_checkpoint: Path) -> 
         attention = feature_map.mean(dim=1, keepdim=True)
         expected_keep = attention < alpha * attention.amax(dim=(2, 3), keepdim=True)
         cbam = model.branch.attention
-        assert isinstance(cbam, CBAM)
+        assert isinstance(cbam, CBAM) and cbam.channel_gate is not None
         cbam_output = cbam(feature_map)
         channel_gated = cbam.channel_gate(feature_map)
     assert not expected_keep.all(), "the peak is always dropped"

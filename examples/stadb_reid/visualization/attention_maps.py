@@ -120,8 +120,10 @@ def _maps_in_eval_mode(model: STADBNet, images: Tensor) -> AttentionMaps:
         absent_maps.append(f"keep mask (no SelfThresholdDrop in variant {model.variant.value})")
 
     spatial_attention = None
-    if isinstance(branch.attention, CBAM):
+    if isinstance(branch.attention, CBAM) and branch.attention.spatial_gate is not None:
         spatial_attention = _cbam_spatial_attention(branch.attention, feature_map)
+    elif isinstance(branch.attention, CBAM):
+        absent_maps.append("CBAM spatial attention (model.cbam.gates=channel builds no spatial gate)")
     else:
         absent_maps.append(f"CBAM spatial attention (no CBAM in variant {model.variant.value})")
     return AttentionMaps(
@@ -144,6 +146,7 @@ def _keep_mask(drop: SelfThresholdDrop, feature_map: Tensor) -> Tensor:
 def _cbam_spatial_attention(cbam: CBAM, feature_map: Tensor) -> Tensor:
     """The spatial map CBAM multiplies ``feature_map`` by, captured by a hook on ``spatial_gate.gate``."""
     captured: list[Tensor] = []
+    assert cbam.spatial_gate is not None  # the caller checked
     handle = cbam.spatial_gate.gate.register_forward_hook(
         lambda _module, _inputs, output: captured.append(output)
     )
