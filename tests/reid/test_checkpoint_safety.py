@@ -75,7 +75,8 @@ def arguments(command: str, checkpoint: Path, workspace: Path) -> list[str]:
         "visualize": ["visualize", "--checkpoint", str(checkpoint), "--output-dir", str(out / "figures"),
                       "--no-progress"],
         "train": [
-            "train", "--dataset", "synthetic", "--data-root", str(workspace / "synthetic"),
+            "train", "--recipe", "defaults",
+            "--dataset", "synthetic", "--data-root", str(workspace / "synthetic"),
             "--output-dir", str(out), "--resume", "--no-progress",
             *(option for pair in SETTINGS for option in ("--set", pair)),
         ],

@@ -40,6 +40,8 @@ def assert_one_line_error(code: object, err: str, message: str, expected_code: i
 def train_arguments(tmp_path: Path, *extra: str) -> list[str]:
     return [
         "train",
+        "--recipe",
+        "defaults",
         "--dataset",
         "synthetic",
         "--data-root",
@@ -101,7 +103,7 @@ def test_the_same_checks_apply_to_an_untrained_evaluation(
         (["train", "--no-such-flag"], "No such option: --no-such-flag"),
         (
             ["export", "--checkpoint", "{tmp}/c.pt", "--format", "tflite"],
-            "expected onnx or torchscript or safetensors, got 'tflite'",
+            "expected onnx or torchscript or safetensors or folder, got 'tflite'",
         ),
     ],
 )

@@ -106,7 +106,7 @@ def test_torchrun_trains_and_rank_zero_alone_writes(tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "torch.distributed.run",
         "--nproc_per_node=2", "--master_port", str(free_port()),
-        "-m", "stadb_reid", "train",
+        "-m", "stadb_reid", "train", "--recipe", "defaults",
         "--dataset", "synthetic", "--data-root", str(tmp_path / "synthetic"), "--output-dir", str(output_dir),
         "--epochs", "1", "--height", "64", "--width", "32", "--num-identities", "2", "--num-instances", "2",
         "--no-pretrained", "--device", "cpu", "--no-progress",

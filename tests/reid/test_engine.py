@@ -85,7 +85,9 @@ def test_train_checkpoint_evaluate_end_to_end(tmp_path: Path) -> None:
     runner = CliRunner()
     data_root = tmp_path / "synthetic"
     output_dir = tmp_path / "run"
-    common = [
+    common = [  # the default recipe (paper), with a Cutout square that fits 64 x 32
+        "--set",
+        "data.cutout_size=16",
         "--set",
         "model.backbone=resnet18",
         "--set",

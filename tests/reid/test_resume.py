@@ -32,7 +32,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def train_command(data_root: Path, output_dir: Path, *extra: str, workers: int = 0) -> list[str]:
     return [
-        sys.executable, "-m", "stadb_reid", "train",
+        sys.executable, "-m", "stadb_reid", "train", "--recipe", "defaults",
         "--dataset", "synthetic", "--data-root", str(data_root), "--output-dir", str(output_dir),
         "--epochs", str(EPOCHS), "--height", "64", "--width", "32",
         "--num-identities", "4", "--num-instances", "2", "--no-pretrained", "--device", "cpu",

@@ -1,7 +1,8 @@
 """The ``stadb-reid`` command: train, evaluate, the offline demo, export, feature extraction and figures.
 
 :mod:`~stadb_reid.cli.app` holds the typer app and the shared options; the commands are registered on it
-by :mod:`~stadb_reid.cli.training` and :mod:`~stadb_reid.cli.checkpoints`, and do their work through
+by :mod:`~stadb_reid.cli.training`, :mod:`~stadb_reid.cli.checkpoints` and the other modules of this
+package (``info`` prints the config a command line resolves to), and do their work through
 :mod:`stadb_reid.commands` and :mod:`stadb_reid.engine`.
 """
 
@@ -10,6 +11,8 @@ import typer
 from ..errors import ReIDError
 from .app import app, build_config, refuse_to_replace
 from .checkpoints import evaluate, export, extract, visualize
+from .info import info
+from .search import index, search
 from .sweep import sweep
 from .training import demo, train
 
@@ -25,8 +28,11 @@ __all__ = [
     "evaluate",
     "export",
     "extract",
+    "index",
+    "info",
     "main",
     "refuse_to_replace",
+    "search",
     "sweep",
     "train",
     "visualize",

@@ -5,9 +5,17 @@ from typing import Annotated, Any
 
 import typer
 
-from ..config import Config, ConfigError, config_files_set, load_config
+from ..config import DEFAULT_RECIPE, Config, ConfigError, available_recipes, config_files_set, load_config
 
-__all__ = ["ConfigFiles", "Overwrite", "SetOverrides", "app", "build_config", "refuse_to_replace"]
+__all__ = [
+    "ConfigFiles",
+    "Overwrite",
+    "RecipeName",
+    "SetOverrides",
+    "app",
+    "build_config",
+    "refuse_to_replace",
+]
 
 app = typer.Typer(
     help="Train and evaluate the STADB person re-identification network.",
@@ -21,6 +29,14 @@ ConfigFiles = Annotated[
     typer.Option(
         "--config",
         help="YAML file or bundled config name (market1501, demo_cpu, ablation_global...); repeatable.",
+    ),
+]
+RecipeName = Annotated[
+    str | None,
+    typer.Option(
+        "--recipe",
+        help=f"Settings every run starts from: paper (the paper's text, the authors' code where it is "
+        f"silent) or reference (the authors' code). Default: {DEFAULT_RECIPE}.",
     ),
 ]
 SetOverrides = Annotated[
@@ -38,8 +54,11 @@ def build_config(
     settings: list[str] | None,
     *,
     needs_dataset: bool = False,
+    recipe: str | None = None,
 ) -> Config:
-    """Load the config from files, flags and ``--set KEY=VALUE`` pairs, and check every value.
+    """Load the config from a recipe, files, flags and ``--set KEY=VALUE`` pairs, and check every value.
+
+    The recipe (``recipe``, else :data:`~stadb_reid.config.DEFAULT_RECIPE`) goes under the files.
 
     A ``--dataset`` other than the one the files name drops the files' ``data.options`` (they belong
     to that other dataset). With ``needs_dataset``, a dataset must be named by ``--dataset``, a config
@@ -54,11 +73,16 @@ def build_config(
         if not separator or not key.strip():
             raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
         keys.append(key.strip())
+    recipe = DEFAULT_RECIPE if recipe is None else recipe
+    if recipe not in available_recipes():
+        raise typer.BadParameter(
+            f"expected {' or '.join(available_recipes())}, got {recipe!r}", param_hint="--recipe"
+        )
     try:
         dataset = overrides.get("data.dataset")
         if dataset is not None and dataset.lower() != load_config(files).data.dataset.lower():
             overrides = {**overrides, "data.options": {}}
-        config = validate_config(load_config(files, overrides, settings))
+        config = validate_config(load_config(files, overrides, settings, recipe=recipe))
         named = dataset is not None or "data.dataset" in keys or config_files_set(files, "data.dataset")
         if needs_dataset and not named:
             raise ConfigError(

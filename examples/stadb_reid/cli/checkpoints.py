@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .app import ConfigFiles, Overwrite, SetOverrides, app, build_config, refuse_to_replace
+from .app import ConfigFiles, Overwrite, RecipeName, SetOverrides, app, build_config, refuse_to_replace
 
 __all__ = ["evaluate", "export", "extract", "visualize"]
 
@@ -21,6 +21,7 @@ def evaluate(
         typer.Option("--untrained", help="Evaluate the untrained network of --config instead (a baseline)."),
     ] = False,
     config: ConfigFiles = None,
+    recipe: RecipeName = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset name; defaults to the checkpoint's.")] = None,
     data_root: Annotated[
         Path | None, typer.Option(help="Dataset folder; defaults to the checkpoint's.")
@@ -31,6 +32,10 @@ def evaluate(
     ] = None,
     rerank: Annotated[
         bool | None, typer.Option("--rerank/--no-rerank", help="k-reciprocal re-ranking.")
+    ] = None,
+    ap_at: Annotated[
+        int | None,
+        typer.Option(min=0, help="Also report mAP cut at rank N, as the STADB code (0: full mAP only)."),
     ] = None,
     set_: SetOverrides = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
@@ -44,16 +49,17 @@ def evaluate(
         "device": device,
         "eval.flip": flip,
         "eval.rerank": rerank,
+        "eval.ap_at": ap_at,
     }
     if (checkpoint is None) == (not untrained):
         raise typer.BadParameter("give either --checkpoint FILE or --untrained", param_hint="--checkpoint")
     if checkpoint is not None:
-        if config or set_:
-            raise typer.BadParameter("a checkpoint carries its config", param_hint="--config/--set")
+        if config or set_ or recipe:
+            raise typer.BadParameter("a checkpoint carries its config", param_hint="--config/--recipe/--set")
         metrics = evaluate_checkpoint(checkpoint, overrides, progress=progress)
     else:
         metrics = evaluate_untrained(
-            build_config(config, overrides, set_, needs_dataset=True), progress=progress
+            build_config(config, overrides, set_, needs_dataset=True, recipe=recipe), progress=progress
         )
     typer.echo(json.dumps({k: round(v, 2) for k, v in metrics.items()}))
 
@@ -62,10 +68,16 @@ def evaluate(
 def export(
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint.pt written by train.")],
     format_: Annotated[
-        str, typer.Option("--format", help="onnx, torchscript, or safetensors (the weights alone, to share).")
+        str,
+        typer.Option(
+            "--format",
+            help="onnx, torchscript, safetensors (the weights alone) or folder (config.yaml, "
+            "model.safetensors and a model card: the folder to share).",
+        ),
     ] = "onnx",
     out: Annotated[
-        Path | None, typer.Option(help="Output file; default: the checkpoint with the format's suffix.")
+        Path | None,
+        typer.Option(help="Output file or folder; default: beside the checkpoint (folder: model/)."),
     ] = None,
     height: Annotated[
         int | None, typer.Option(min=16, help="Input height; defaults to the checkpoint's.")
@@ -73,10 +85,27 @@ def export(
     width: Annotated[
         int | None, typer.Option(min=16, help="Input width; defaults to the checkpoint's.")
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Compare the export's embeddings with PyTorch's at batch 1 and 8 (and rank-1/mAP on a "
+            "subset with --dataset/--data-root); exit status 1 on a mismatch.",
+        ),
+    ] = False,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="With --verify: dataset of the ranking check; defaults to the checkpoint's."),
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="With --verify: dataset folder of the ranking check.")
+    ] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Write the eval-mode model as ONNX (dynamic batch) or TorchScript, or its weights as safetensors."""
+    """Write the eval-mode model as ONNX, TorchScript, safetensors weights or a model folder to share."""
     from ..commands import ExportFormat, export_checkpoint
+    from ..commands.verify import verify_export
+    from ..model.folder import FOLDER_FILES
 
     try:
         export_format = ExportFormat(format_)
@@ -85,17 +114,41 @@ def export(
         raise typer.BadParameter(f"expected {choices}, got {format_!r}", param_hint="--format") from None
     if out is not None and out.resolve() == checkpoint.resolve():
         raise typer.BadParameter("would overwrite the checkpoint", param_hint="--out")
-    refuse_to_replace([out if out is not None else checkpoint.with_suffix(export_format.suffix)], overwrite)
+    if (dataset or data_root) and not verify:
+        raise typer.BadParameter("is for the ranking check of --verify", param_hint="--dataset/--data-root")
+    target = out if out is not None else export_format.default_path(checkpoint)
+    # A folder is replaced file by file: only the files this command writes there count.
+    written_paths = (
+        [target / name for name in FOLDER_FILES] if export_format is ExportFormat.FOLDER else [target]
+    )
+    refuse_to_replace(written_paths, overwrite)
     written = export_checkpoint(checkpoint, export_format, out, height=height, width=width)
     typer.echo(f"wrote {written}")
+    if verify:
+        overrides = {"data.dataset": dataset, "data.root": str(data_root) if data_root else None}
+        report = verify_export(
+            checkpoint, written, export_format, dataset_overrides=overrides if dataset or data_root else None
+        )
+        for line in report.lines():
+            typer.echo(line)
 
 
 @app.command()
 def extract(
-    checkpoint: Annotated[Path, typer.Option(help="A checkpoint.pt written by train.")],
     images: Annotated[Path, typer.Option(help="Folder of images, searched recursively.")],
     out: Annotated[Path, typer.Option(help="FEATS.npy to write; the image paths go to FEATS.txt.")],
-    device: Annotated[str | None, typer.Option(help="cpu or cuda; defaults to the checkpoint's.")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="A checkpoint.pt written by train (or give --model).")
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="A model folder (export --format folder, or a run's model/) instead of --checkpoint."
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu or cuda; defaults to the checkpoint's (a folder: cpu).")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Defaults to data.test_batch_size.")] = None,
     num_workers: Annotated[int | None, typer.Option(min=0, help="Defaults to data.num_workers.")] = None,
     flip: Annotated[
@@ -106,12 +159,18 @@ def extract(
 ) -> None:
     """Embed every image under IMAGES into an N x D float32 array, rows in the order of FEATS.txt."""
     from ..commands import extract_folder
+    from ..model.folder import resolve_model_folder
 
+    if (checkpoint is None) == (model is None):
+        raise typer.BadParameter("give either --checkpoint FILE or --model DIR", param_hint="--checkpoint")
     if out.suffix != ".npy":
         raise typer.BadParameter(f"must end with .npy, got {out}", param_hint="--out")
     refuse_to_replace([out, out.with_suffix(".txt")], overwrite)
+    # A --model that is missing or a file fails here, named as the model folder it should be.
+    source = resolve_model_folder(model) if model is not None else checkpoint
+    assert source is not None  # exactly one of the two was given
     embeddings = extract_folder(
-        checkpoint,
+        source,
         images,
         out,
         device=device,

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from ..config import AmpMode, AttentionType, Variant
-from .app import ConfigFiles, Overwrite, SetOverrides, app, build_config
+from .app import ConfigFiles, Overwrite, RecipeName, SetOverrides, app, build_config
 
 __all__ = ["demo", "train"]
 
@@ -19,6 +19,7 @@ def train(
     data_root: Annotated[Path | None, typer.Option(help="Dataset folder.")] = None,
     output_dir: Annotated[Path | None, typer.Option(help="Checkpoint and metrics folder.")] = None,
     config: ConfigFiles = None,
+    recipe: RecipeName = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     height: Annotated[int | None, typer.Option()] = None,
     width: Annotated[int | None, typer.Option()] = None,
@@ -49,6 +50,21 @@ def train(
     deterministic: Annotated[
         bool | None,
         typer.Option("--deterministic/--no-deterministic", help="Deterministic kernels (exact resume)."),
+    ] = None,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Evaluate on the test set every N epochs (0: at the end only) and also report the "
+            "best-on-test epoch by rank-1 (test-set model selection, not a held-out estimate).",
+        ),
+    ] = None,
+    ap_at: Annotated[
+        int | None,
+        typer.Option(min=0, help="Also report mAP cut at rank N, as the STADB code (0: full mAP only)."),
+    ] = None,
+    flip: Annotated[
+        bool | None, typer.Option("--flip/--no-flip", help="Average with flipped images.")
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the newest good checkpoint in --output-dir.")
@@ -87,9 +103,12 @@ def train(
         "channels_last": channels_last,
         "compile": compile_,
         "deterministic": deterministic,
+        "eval.every": eval_every,
+        "eval.ap_at": ap_at,
+        "eval.flip": flip,
     }
     run_training(
-        build_config(config, overrides, set_, needs_dataset=True),
+        build_config(config, overrides, set_, needs_dataset=True, recipe=recipe),
         resume=resume,
         overwrite=overwrite,
         progress=progress,

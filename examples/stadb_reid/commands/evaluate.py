@@ -33,7 +33,8 @@ def load_trained_model(
         CheckpointError: The file is missing, damaged or not a stadb-reid checkpoint (names the path).
     """
     state = load_checkpoint(checkpoint_path)
-    overrides = dict(overrides or {})
+    # None means "not given": it must not replace the checkpoint's value with the schema default.
+    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     dataset = overrides.get("data.dataset")
     if dataset is not None and dataset != state["config"]["data"]["dataset"]:
         overrides["data.options"] = {}

@@ -4,7 +4,7 @@ Typical use::
 
     dataset = build_dataset("market1501", "data/Market-1501-v15.09.15")  # or dataset_from_config(config.data)
     train_loader = build_train_loader(dataset, height=384, width=128, num_identities=32,
-                                      num_instances=4, num_workers=4, seed=0)
+                                      num_instances=4, num_workers=4, seed=0, epoch_mode="images")
     query_loader, gallery_loader = build_test_loaders(dataset, height=384, width=128,
                                                       batch_size=128, num_workers=4)
     for epoch in range(epochs):
@@ -38,6 +38,7 @@ from stadb_reid.data.datasets import (
     register_dataset,
 )
 from stadb_reid.data.loaders import (
+    EPOCH_SAMPLERS,
     ImageDataset,
     SeededBatchSampler,
     TrainLoader,
@@ -45,24 +46,29 @@ from stadb_reid.data.loaders import (
     build_train_loader,
     read_image,
 )
-from stadb_reid.data.sampler import PKSampler
+from stadb_reid.data.sampler import IdentityBatchSampler, IdentityEpochSampler, PKSampler
 from stadb_reid.data.synthetic import StaleDatasetError, generate_synthetic_reid, render_person
 from stadb_reid.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    Cutout,
     build_test_transform,
     build_train_transform,
 )
 
 __all__ = [
+    "EPOCH_SAMPLERS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
+    "Cutout",
     "DatasetFormatError",
     "DatasetNotFoundError",
     "DatasetOptionError",
     "EmptyDatasetError",
     "FileNameError",
+    "IdentityBatchSampler",
+    "IdentityEpochSampler",
     "ImageDataset",
     "PKSampler",
     "ReIDDataError",

@@ -1,4 +1,4 @@
-"""Torch datasets and data loaders for training (PK batches) and evaluation (query, gallery).
+"""Torch datasets and data loaders for training (P x K batches) and evaluation (query, gallery).
 
 Examples:
     >>> import shutil, tempfile
@@ -28,11 +28,12 @@ from torchvision.transforms import v2
 
 from stadb_layers._validation import check_in_interval, check_int, check_positive_int
 from stadb_reid.data.datasets import ReIDDataset, ReIDSample
-from stadb_reid.data.sampler import PKSampler
+from stadb_reid.data.sampler import IdentityBatchSampler, IdentityEpochSampler, PKSampler
 from stadb_reid.data.transforms import build_test_transform, build_train_transform
 from stadb_reid.errors import UnreadableImageError
 
 __all__ = [
+    "EPOCH_SAMPLERS",
     "ImageDataset",
     "SeededBatchSampler",
     "TrainLoader",
@@ -43,6 +44,12 @@ __all__ = [
 
 #: One item: image tensor, identity, camera.
 Item = tuple[Tensor, int, int]
+
+#: The batch sampler of each ``epoch_mode``: every image, or every identity, once per epoch.
+EPOCH_SAMPLERS: dict[str, type[IdentityBatchSampler]] = {
+    "images": PKSampler,
+    "identities": IdentityEpochSampler,
+}
 
 
 def read_image(path: str | Path) -> Image.Image:
@@ -98,23 +105,24 @@ class ImageDataset(Dataset[Item]):
 
     @property
     def pids(self) -> list[int]:
-        """The identity of every index (what :class:`PKSampler` needs)."""
+        """The identity of every index (what the identity batch samplers need)."""
         return [s.pid for s in self.samples]
 
 
 class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
-    """PK batches whose every item carries its own augmentation seed, resumable mid-epoch.
+    """P x K batches whose every item carries its own augmentation seed, resumable mid-epoch.
 
     Item ``j`` of batch ``b`` in ``epoch`` gets the seed drawn from
-    ``numpy.random.SeedSequence([seed, rank, epoch, b])``, so with the PK order (a function of the
-    sampler's seed and the epoch) an epoch's images *and* augmentations are fixed before it starts.
+    ``numpy.random.SeedSequence([seed, rank, epoch, b])``, so with the batch order (a function of
+    the sampler's seed and the epoch) an epoch's images *and* augmentations are fixed before it
+    starts, and skipping the first batches resumes it exactly.
 
     Args:
-        batches: The PK batch sampler.
+        batches: The batch sampler (:class:`PKSampler` or :class:`IdentityEpochSampler`).
         seed: Seed of the augmentation streams.
     """
 
-    def __init__(self, batches: PKSampler, seed: int = 0) -> None:
+    def __init__(self, batches: IdentityBatchSampler, seed: int = 0) -> None:
         self.batches = batches
         self.seed = seed
         self.start_batch = 0
@@ -143,8 +151,8 @@ class TrainLoader(DataLoader[Item]):
     """A ``DataLoader`` driven by a :class:`SeededBatchSampler`, with a typed :meth:`set_epoch`."""
 
     @property
-    def pk_sampler(self) -> PKSampler:
-        """The PK batch sampler."""
+    def pk_sampler(self) -> IdentityBatchSampler:
+        """The P x K batch sampler."""
         return cast(SeededBatchSampler, self.batch_sampler).batches
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
@@ -173,10 +181,13 @@ def build_train_loader(
     flip_prob: float = 0.5,
     padding: int = 10,
     erasing_prob: float = 0.5,
+    cutout_prob: float = 0.0,
+    cutout_size: int = 64,
+    epoch_mode: str = "images",
 ) -> TrainLoader:
-    """Build the training loader: PK batches of augmented ``dataset.train`` images.
+    """Build the training loader: P x K batches of augmented ``dataset.train`` images.
 
-    Call ``loader.set_epoch(epoch)`` before each epoch (it forwards to the :class:`PKSampler`,
+    Call ``loader.set_epoch(epoch)`` before each epoch (it forwards to the batch sampler,
     ``loader.pk_sampler``). Worker processes persist across epochs; memory is pinned when CUDA is
     available. Every image's augmentation has its own seed (see :class:`SeededBatchSampler`), so
     training is reproducible whatever the number of workers, and resumable mid-epoch.
@@ -194,16 +205,32 @@ def build_train_loader(
         flip_prob: See :func:`build_train_transform`.
         padding: See :func:`build_train_transform`.
         erasing_prob: See :func:`build_train_transform`.
+        cutout_prob: See :func:`build_train_transform`.
+        cutout_size: See :func:`build_train_transform`.
+        epoch_mode: What an epoch covers: ``"images"`` (:class:`PKSampler`) or ``"identities"``
+            (:class:`IdentityEpochSampler`, the reference code's epochs).
 
     Returns:
         A loader yielding ``(images, pids, camids)`` with ``num_identities * num_instances`` rows.
+
+    Raises:
+        ValueError: An argument is out of range or ``epoch_mode`` is unknown (the message names it).
     """
     num_workers = check_int(num_workers, "num_workers", 0)
+    sampler_class = EPOCH_SAMPLERS.get(str(epoch_mode))
+    if sampler_class is None:
+        raise ValueError(f"epoch_mode must be one of {', '.join(EPOCH_SAMPLERS)}, got {epoch_mode!r}")
     transform = build_train_transform(
-        height, width, flip_prob=flip_prob, padding=padding, erasing_prob=erasing_prob
+        height,
+        width,
+        flip_prob=flip_prob,
+        padding=padding,
+        erasing_prob=erasing_prob,
+        cutout_prob=cutout_prob,
+        cutout_size=cutout_size,
     )
     images = ImageDataset(dataset.train, transform)
-    sampler = PKSampler(
+    sampler = sampler_class(
         images.pids, num_identities, num_instances, seed=seed, rank=rank, world_size=world_size
     )
     return TrainLoader(

@@ -1,11 +1,21 @@
-"""PK identity batch sampler: P identities x K images per batch, optionally split across ranks.
+"""Identity batch samplers: P identities x K images per batch, optionally split across ranks.
 
-Batch-hard triplet mining needs every batch to hold several images of each identity.
-:class:`PKSampler` is a *batch* sampler (pass it as ``DataLoader(batch_sampler=...)``) whose
-batches hold ``P = num_identities`` distinct identities with ``K = num_instances`` images each,
-laid out identity by identity: ``[a, a, a, a, b, b, b, b, ...]``.
+Batch-hard triplet mining needs every batch to hold several images of each identity. Both samplers
+are *batch* samplers (pass them as ``DataLoader(batch_sampler=...)``) whose batches hold
+``P = num_identities`` distinct identities with ``K = num_instances`` images each, laid out identity
+by identity: ``[a, a, a, a, b, b, b, b, ...]``. They differ in what an epoch covers:
 
-One epoch, for ``seed`` and the epoch set by :meth:`PKSampler.set_epoch`:
+- :class:`PKSampler` (``data.epoch: images``): every training image about once per epoch.
+- :class:`IdentityEpochSampler` (``data.epoch: identities``): every identity once per epoch, as the
+  reference code's ``RandomIdentitySampler`` does (Market-1501, P = 32: 751 // 32 = 23 batches).
+
+Everything is drawn from ``numpy.random.default_rng([seed, epoch, ...])``, so an epoch is
+reproducible from ``seed`` and ``epoch`` alone: resume by calling ``set_epoch`` with the epoch to
+redo and skipping the batches already done (:class:`~stadb_reid.data.loaders.SeededBatchSampler`).
+The number of batches is the same on every rank and in every epoch, and ranks get disjoint
+identities.
+
+:class:`PKSampler`, one epoch:
 
 1. Each identity's images are shuffled and cut into groups of K; an identity with ``n >= K``
    images gives ``n // K`` groups (the ``n % K`` left over are skipped this epoch), one with
@@ -18,12 +28,9 @@ One epoch, for ``seed`` and the epoch set by :meth:`PKSampler.set_epoch`:
    (groups laid out identity by identity, group ``j`` in batch ``j mod B``), then shuffles the
    batch order.
 
-``len(sampler)`` (the batches per rank and epoch) is the largest ``B`` for which step 2 always
-succeeds, whatever the shuffle: ``sum_i min(g_i, B) >= W*P*B + (W-1)*(B-1)`` with ``g_i`` the
-groups of identity ``i`` and ``W`` the world size. It is the same on every rank and in every
-epoch, and with one rank it is the largest possible number of P x K batches. Everything is
-drawn from ``numpy.random.default_rng([seed, epoch, ...])``, so an epoch is reproducible from
-``seed`` and ``epoch`` alone (resume by calling ``set_epoch`` with the epoch to redo).
+``len(sampler)`` is the largest ``B`` for which step 2 always succeeds, whatever the shuffle:
+``sum_i min(g_i, B) >= W*P*B + (W-1)*(B-1)`` with ``g_i`` the groups of identity ``i`` and ``W``
+the world size. With one rank it is the largest possible number of P x K batches.
 
 Examples:
     >>> pids = [0, 0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3]
@@ -36,6 +43,8 @@ Examples:
     >>> sampler.set_epoch(1)
     >>> list(sampler) != batches
     True
+    >>> len(IdentityEpochSampler(pids, num_identities=2, num_instances=2))  # 4 identities // 2
+    2
 """
 
 from __future__ import annotations
@@ -47,28 +56,11 @@ from torch.utils.data import Sampler
 
 from stadb_layers._validation import check_int
 
-__all__ = ["PKSampler"]
+__all__ = ["IdentityBatchSampler", "IdentityEpochSampler", "PKSampler"]
 
 
-def _feasible(groups: Sequence[int], batches: int, p: int, world_size: int) -> bool:
-    capped = sum(min(g, batches) for g in groups)
-    return capped >= world_size * p * batches + (world_size - 1) * (batches - 1)
-
-
-def _max_batches(groups: Sequence[int], p: int, world_size: int) -> int:
-    """Largest B that :func:`_feasible` accepts (the slack is concave in B, so bisect)."""
-    lo, hi = 0, sum(groups) // (p * world_size)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _feasible(groups, mid, p, world_size):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-class PKSampler(Sampler[list[int]]):
-    """Yield batches of ``num_identities`` identities x ``num_instances`` dataset indices.
+class IdentityBatchSampler(Sampler[list[int]]):
+    """Base of the P x K batch samplers: checks the arguments and groups the indices by identity.
 
     Args:
         pids: The identity of every dataset index (e.g. ``[s.pid for s in dataset.train]``).
@@ -80,7 +72,7 @@ class PKSampler(Sampler[list[int]]):
 
     Raises:
         ValueError: An argument is out of range (the message names it), ``pids`` is empty, or
-            there are too few identities or images for one batch per rank.
+            there are fewer than ``num_identities x world_size`` identities.
     """
 
     def __init__(
@@ -113,14 +105,12 @@ class PKSampler(Sampler[list[int]]):
                 f"num_identities={self.num_identities} x world_size={self.world_size} needs at least "
                 f"{needed} identities, got {len(self._pids)}"
             )
-        self._groups = [max(1, len(ix) // self.num_instances) for ix in self._indices]
-        self._num_batches = _max_batches(self._groups, self.num_identities, self.world_size)
-        if self._num_batches == 0:
-            raise ValueError(
-                f"num_identities={self.num_identities} with world_size={self.world_size}: the "
-                f"{len(self._pids)} identities cannot fill one batch per rank"
-            )
         self.epoch = 0
+        self._num_batches = self._count_batches()
+
+    def _count_batches(self) -> int:
+        """Batches per epoch and rank (the subclass's epoch definition)."""
+        raise NotImplementedError
 
     @property
     def batch_size(self) -> int:
@@ -134,6 +124,35 @@ class PKSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         """Batches per epoch on this rank (the same on every rank and in every epoch)."""
         return self._num_batches
+
+
+def _feasible(groups: Sequence[int], batches: int, p: int, world_size: int) -> bool:
+    capped = sum(min(g, batches) for g in groups)
+    return capped >= world_size * p * batches + (world_size - 1) * (batches - 1)
+
+
+def _max_batches(groups: Sequence[int], p: int, world_size: int) -> int:
+    """Largest B that :func:`_feasible` accepts (the slack is concave in B, so bisect)."""
+    lo, hi = 0, sum(groups) // (p * world_size)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _feasible(groups, mid, p, world_size):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class PKSampler(IdentityBatchSampler):
+    """P x K batches covering every training image about once per epoch (see the module doc).
+
+    Takes the arguments of :class:`IdentityBatchSampler`.
+    """
+
+    def _count_batches(self) -> int:
+        self._groups = [max(1, len(ix) // self.num_instances) for ix in self._indices]
+        # At least one batch: with W*P identities, one group each suffices for B = 1.
+        return _max_batches(self._groups, self.num_identities, self.world_size)
 
     def _groups_of(self, identity: int, count: int) -> list[list[int]]:
         """``count`` groups of K indices of ``identity``, from its own per-epoch stream."""
@@ -169,3 +188,36 @@ class PKSampler(Sampler[list[int]]):
                 j += 1
         for i in np.random.default_rng([self.seed, self.epoch, 2, self.rank]).permutation(b):
             yield batches[i]
+
+
+class IdentityEpochSampler(IdentityBatchSampler):
+    """P x K batches covering every identity once per epoch, as the reference code samples.
+
+    The reference (``RandomIdentitySampler`` with ``DataLoader(batch_size=P*K, drop_last=True)``)
+    shuffles the identities, draws K images of each, and cuts the stream into batches, dropping the
+    last ``num_ids mod P`` identities. Here, with ``W`` ranks, the shuffled identities are cut into
+    ``len(self) = num_ids // (P*W)`` steps of ``P*W``, and rank ``r`` takes the ``r``-th run of P in
+    each step; the ``num_ids mod (P*W)`` identities left at the end of the order sit out the epoch.
+    The K images of an identity are drawn as the reference draws them: without replacement when it
+    has at least K, otherwise K independent draws *with* replacement (so some of its images may be
+    missing from the epoch), each identity from its own per-epoch stream.
+
+    Takes the arguments of :class:`IdentityBatchSampler`.
+    """
+
+    def _count_batches(self) -> int:
+        return len(self._pids) // (self.num_identities * self.world_size)
+
+    def _images_of(self, identity: int) -> list[int]:
+        ix = self._indices[identity]
+        rng = np.random.default_rng([self.seed, self.epoch, 0, identity])
+        chosen: list[int] = rng.choice(ix, self.num_instances, replace=len(ix) < self.num_instances).tolist()
+        return chosen
+
+    def __iter__(self) -> Iterator[list[int]]:
+        """Yield this rank's ``len(self)`` batches of the current epoch."""
+        p, step = self.num_identities, self.num_identities * self.world_size
+        order = np.random.default_rng([self.seed, self.epoch, 1]).permutation(len(self._pids))
+        for b in range(self._num_batches):
+            start = b * step + self.rank * p
+            yield [index for identity in order[start : start + p] for index in self._images_of(int(identity))]

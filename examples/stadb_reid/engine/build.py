@@ -11,6 +11,7 @@ import torch
 from ..config import Config
 from ..errors import ConfigError
 from ..model import STADBNet
+from ..model.folder_config import network_arguments
 
 __all__ = ["build_model", "deterministic_algorithms", "resolve_device", "seed_everything"]
 
@@ -36,16 +37,18 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(config: Config, num_classes: int, *, pretrained: bool | None = None) -> STADBNet:
-    """The network described by ``config.model``; ``pretrained`` overrides the config's setting."""
+    """The network described by ``config.model``; ``pretrained`` overrides the config's setting.
+
+    ``model.cbam`` reaches the attention module only when ``model.attention`` is ``cbam``. Train the
+    network's :meth:`~stadb_reid.model.STADBNet.trainable_parameters` (``model.freeze_bnneck``).
+    """
     model_config = config.model
     return STADBNet(
         num_classes,
-        variant=model_config.variant,
-        attention=model_config.attention,
-        alpha=model_config.alpha,
-        rho=model_config.rho,
-        backbone=model_config.backbone,
-        pretrained=model_config.pretrained if pretrained is None else pretrained,
+        **{
+            **network_arguments(model_config),
+            "pretrained": model_config.pretrained if pretrained is None else pretrained,
+        },
         weights=Path(model_config.weights) if model_config.weights else None,
         seed=config.seed,
     )

@@ -41,7 +41,10 @@ def embed_test_sets(
 def rank_test_sets(
     query: Embeddings, gallery: Embeddings, config: Config, *, progress: bool = False
 ) -> tuple[RankMetrics, npt.NDArray[np.float32] | None]:
-    """Rank the gallery for every query as ``config.eval`` says (metric, re-ranking).
+    """Rank the gallery for every query as ``config.eval`` says (metric, re-ranking, truncated AP).
+
+    ``config.eval.ap_at = N > 0`` adds the mAP truncated at rank ``N`` (summary key ``mAP_at_N``) next
+    to the full one; see :func:`~stadb_reid.evaluation.rank.rank_metrics` for the formula.
 
     Re-ranking uses :func:`~stadb_reid.evaluation.k_reciprocal_rerank_features` on squared Euclidean
     distances, as in Zhong et al.'s code (so re-ranked figures compare with published ones): it works
@@ -72,16 +75,20 @@ def rank_test_sets(
             metric=config.eval.metric.value,
             max_rank=max_rank,
             progress=progress,
+            ap_at=config.eval.ap_at,
         )
         return metrics, None
     distances = k_reciprocal_rerank_features(q_features, g_features, metric="sqeuclidean", progress=progress)
-    return rank_metrics(distances, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank), distances
+    metrics = rank_metrics(
+        distances, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank, ap_at=config.eval.ap_at
+    )
+    return metrics, distances
 
 
 def evaluate_model(
     model: nn.Module, dataset: ReIDDataset, config: Config, device: torch.device, *, progress: bool = True
 ) -> dict[str, float]:
-    """Embed the query and gallery sets and return rank-1/5/10, mAP and mINP in percent."""
+    """Embed the query and gallery sets and return rank-1/5/10, mAP, mINP (and ``mAP_at_N``) in percent."""
     query, gallery = embed_test_sets(model, dataset, config, device, progress=progress)
     metrics, _ = rank_test_sets(query, gallery, config, progress=progress)
     return metrics.summary()

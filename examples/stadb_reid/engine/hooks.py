@@ -11,6 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..errors import TrainingDivergedError, TrainingInterruptedError
+from ..evaluation import format_truncated_ap
 from .checkpoint import save_checkpoint
 from .distributed import DistributedContext
 from .divergence import first_non_finite
@@ -18,7 +19,18 @@ from .interrupt import GracefulStop
 from .loop import HookBase
 from .state import ResumePosition, TrainState
 
-__all__ = ["CheckpointHook", "EvalHook", "InterruptHook", "ProgressHook", "TensorBoardHook"]
+__all__ = [
+    "BEST_ON_TEST_NOTE",
+    "CheckpointHook",
+    "EvalHook",
+    "InterruptHook",
+    "ProgressHook",
+    "TensorBoardHook",
+    "format_best_on_test",
+]
+
+#: Stored with the best-on-test figures: the epoch was chosen by its test rank-1.
+BEST_ON_TEST_NOTE = "model selection on the test set: not a held-out estimate"
 
 
 class CheckpointHook(HookBase):
@@ -104,8 +116,14 @@ class InterruptHook(HookBase):
 class EvalHook(HookBase):
     """Evaluate every ``every`` epochs (rank 0) and once after the last, closing the history.
 
+    With ``every > 0`` the run also has a best-on-test epoch (:meth:`best_on_test`): among the
+    evaluated epochs of the history (those of an earlier session of a resumed run included), the one
+    with the highest rank-1, the earliest on ties, as the STADB authors' ``main_reid.py`` keeps it
+    (``is_best = rank1 > best_rank1``). That is model selection on the test set, so its figures are
+    optimistic; the final epoch's stay the run's result.
+
     Args:
-        evaluate: Returns rank-1/5/10, mAP and mINP in percent.
+        evaluate: Returns rank-1/5/10, mAP and mINP (and ``mAP_at_N``) in percent.
         every: Epochs between interim evaluations (0: only the final one).
         is_main: Whether this rank evaluates.
         write: Receives the interim result lines.
@@ -128,7 +146,10 @@ class EvalHook(HookBase):
         if self.is_main and self.every and epoch % self.every == 0 and epoch < self.trainer.epochs:
             metrics = self.evaluate()
             self.trainer.history[-1].update(metrics)
-            self.write(f"epoch {epoch}: rank-1 {metrics['rank1']:.1f}%  mAP {metrics['mAP']:.1f}%")
+            self.write(
+                f"epoch {epoch}: rank-1 {metrics['rank1']:.1f}%  mAP {metrics['mAP']:.1f}%"
+                + format_truncated_ap(metrics)
+            )
 
     def after_train(self) -> None:
         """The final evaluation, also recorded in the last epoch's history entry."""
@@ -136,6 +157,49 @@ class EvalHook(HookBase):
             self.final = self.evaluate()
             if self.trainer.history:
                 self.trainer.history[-1].update(self.final)
+
+    def best_on_test(self) -> dict[str, Any] | None:
+        """The evaluated epoch with the best test rank-1 and its metrics, once the run is done.
+
+        Returns:
+            ``{"epoch": E, "rank1": ..., "mAP": ..., ..., "note": BEST_ON_TEST_NOTE}`` with the keys
+            of the final metrics; ``None`` without interim evaluation (``every`` 0), on ranks other
+            than 0, or before the final evaluation.
+        """
+        if not (self.every and self.final):
+            return None
+        evaluated = [entry for entry in self.trainer.history if "rank1" in entry]
+        if not evaluated:
+            return None
+        best = max(evaluated, key=lambda entry: entry["rank1"])  # max keeps the first, earliest, maximum
+        metrics = {key: best[key] for key in self.final if key in best}
+        return {"epoch": best["epoch"], **metrics, "note": BEST_ON_TEST_NOTE}
+
+    def report_lines(self, headline: str) -> list[str]:
+        """The run's closing log lines: ``headline`` with the final truncated mAP, then the best on test.
+
+        Args:
+            headline: The final metrics as one line.
+
+        Returns:
+            One line, or two when :meth:`best_on_test` has a result.
+        """
+        best = self.best_on_test()
+        lines = [headline + format_truncated_ap(self.final)]
+        return lines if best is None else [*lines, format_best_on_test(best)]
+
+
+def format_best_on_test(best: dict[str, Any]) -> str:
+    """One line for :meth:`EvalHook.best_on_test`'s result, saying that it is test-set model selection.
+
+    Examples:
+        >>> format_best_on_test({"epoch": 3, "rank1": 91.04, "mAP": 80.0, "mAP_at_50": 79.0, "note": "n"})
+        'best on test: epoch 3, rank-1 91.0%  mAP 80.0%  mAP@50 79.0% (n)'
+    """
+    return (
+        f"best on test: epoch {best['epoch']}, rank-1 {best['rank1']:.1f}%  mAP {best['mAP']:.1f}%"
+        f"{format_truncated_ap(best)} ({best['note']})"
+    )
 
 
 class TensorBoardHook(HookBase):

@@ -4,23 +4,26 @@ Everything a run can know to be wrong before its first step is reported here, in
 config key, path or count at fault, instead of as a traceback hours later.
 """
 
+import dataclasses
 import math
 import os
 import tempfile
 from pathlib import Path
 
-import timm.models
-
+from stadb_layers import CBAM
 from stadb_layers._validation import check_in_interval, check_int
 
-from ..config import Config, ConfigError
+from ..config import CBAMConfig, Config, ConfigError, EpochMode, Variant
 from ..data import ReIDDataset, available_datasets
 from ..evaluation import has_match_in_other_camera
+from ..model import check_backbone_name
+from ..model.folder import FOLDER_FILES
 from .checkpoint import CHECKPOINT_NAME, previous_checkpoint_path
 
 __all__ = [
     "CURVES_NAME",
     "METRICS_NAME",
+    "MODEL_DIR",
     "RUN_FILES",
     "TENSORBOARD_DIR",
     "check_dataset_fits",
@@ -31,6 +34,8 @@ __all__ = [
 METRICS_NAME = "metrics.json"
 CURVES_NAME = "curves.png"
 TENSORBOARD_DIR = "tensorboard"
+#: The run's model folder (:mod:`stadb_reid.model.folder`), written at the end of training.
+MODEL_DIR = "model"
 #: What a training run writes into its output folder: these mark a folder as holding a run, and are
 #: the only files ``overwrite`` removes.
 RUN_FILES = (
@@ -39,6 +44,7 @@ RUN_FILES = (
     METRICS_NAME,
     CURVES_NAME,
     TENSORBOARD_DIR,
+    MODEL_DIR,
 )
 
 
@@ -62,11 +68,17 @@ def _choice(value: str, key: str, choices: list[str]) -> None:
 
 
 def _resnet(name: str, key: str) -> None:
-    architecture = name.split(".")[0]
-    if not timm.models.is_model(architecture) or not timm.models.model_entrypoint(
-        architecture
-    ).__module__.endswith(".resnet"):
-        raise ConfigError(f"{key} must be a timm ResNet such as resnet50, got {name!r}")
+    try:
+        check_backbone_name(name, key)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _cbam(options: CBAMConfig, key: str) -> None:
+    try:  # CBAM checks every option, so a tiny one checks them all
+        CBAM(8, **dataclasses.asdict(options))
+    except ValueError as error:
+        raise ConfigError(f"{key}.{error}") from None
 
 
 def validate_config(config: Config) -> Config:
@@ -90,9 +102,26 @@ def validate_config(config: Config) -> Config:
     _integer(data.num_instances, "data.num_instances", 1)
     _integer(data.num_workers, "data.num_workers", 0)
     _integer(data.test_batch_size, "data.test_batch_size", 1)
+    _integer(data.padding, "data.padding", 0)
+    _number(data.erasing_prob, "data.erasing_prob", 0.0, 1.0)
+    _number(data.cutout_prob, "data.cutout_prob", 0.0, 1.0)
+    _integer(data.cutout_size, "data.cutout_size", 1)
+    if data.cutout_prob > 0 and data.cutout_size >= min(data.height, data.width):
+        # Cutout leaves an image whole when its square does not fit, so this would cut nothing.
+        raise ConfigError(
+            f"data.cutout_size must be smaller than data.height and data.width "
+            f"({data.height} x {data.width}), got {data.cutout_size}; lower it, or turn Cutout off "
+            "with data.cutout_prob=0"
+        )
     _number(model.alpha, "model.alpha", 0.0, 1.0, low_closed=False)
     _number(model.rho, "model.rho", 0.0, 1.0)
     _resnet(model.backbone, "model.backbone")
+    _cbam(model.cbam, "model.cbam")
+    if not model.eval_attention and model.variant == Variant.GLOBAL_ATTENTION:
+        raise ConfigError(
+            "model.eval_attention=false needs model.variant stadb: global_attention has no drop branch "
+            "to run at test time instead of the attention"
+        )
     if model.weights and not Path(model.weights).is_file():
         raise ConfigError(f"model.weights: file not found: {model.weights}")
     _integer(optim.epochs, "optim.epochs", 1)
@@ -107,6 +136,7 @@ def validate_config(config: Config) -> Config:
     _number(optim.gamma, "optim.gamma", 0.0, 1.0, low_closed=False)
     _number(optim.label_smoothing, "optim.label_smoothing", 0.0, 0.999)
     _integer(config.eval.every, "eval.every", 0)
+    _integer(config.eval.ap_at, "eval.ap_at", 0)
     _integer(config.seed, "seed", 0)
     if not config.output_dir:
         raise ConfigError("output_dir must not be empty")
@@ -115,6 +145,10 @@ def validate_config(config: Config) -> Config:
 
 def check_dataset_fits(config: Config, dataset: ReIDDataset, world_size: int = 1) -> None:
     """Raise :class:`ConfigError` if ``dataset`` cannot fill a P x K batch or has nothing to evaluate.
+
+    Either epoch mode needs P x ``world_size`` identities: every process's batch holds P identities
+    of its own. An identity epoch (``data.epoch=identities``) then has ``identities // (P x
+    world_size)`` batches per process; with fewer identities it would have none.
 
     Args:
         config: The run's config (``data.num_identities`` is P).
@@ -125,9 +159,14 @@ def check_dataset_fits(config: Config, dataset: ReIDDataset, world_size: int = 1
     needed = config.data.num_identities * world_size
     if num_identities < needed:
         per_rank = f" x {world_size} processes" if world_size > 1 else ""
+        per_epoch = (
+            f" (data.epoch=identities gives one batch per {needed} identities)"
+            if config.data.epoch == EpochMode.IDENTITIES
+            else ""
+        )
         raise ConfigError(
             f"data.num_identities={config.data.num_identities}{per_rank} needs {needed} training "
-            f"identities, but {dataset.name} has {num_identities}; lower --num-identities"
+            f"identities{per_epoch}, but {dataset.name} has {num_identities}; lower --num-identities"
         )
     query, gallery = dataset.query, dataset.gallery
     valid = has_match_in_other_camera(
@@ -175,8 +214,10 @@ def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> No
     for name in earlier:
         path = output_dir / name
         if path.is_dir() and not path.is_symlink():
-            for event_file in path.glob("events.out.tfevents.*"):
-                event_file.unlink()
+            # Only the files the run wrote there; anything else in the folder stays.
+            patterns = FOLDER_FILES if name == MODEL_DIR else ("events.out.tfevents.*",)
+            for owned in [file for pattern in patterns for file in path.glob(pattern)]:
+                owned.unlink()
             if not any(path.iterdir()):
                 path.rmdir()
         else:

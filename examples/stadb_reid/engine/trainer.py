@@ -24,6 +24,7 @@ from stadb_layers import RandomBranchSelector
 from ..config import Config, config_to_dict
 from ..data import ReIDDataset, build_train_loader, dataset_from_config
 from ..errors import CheckpointError, ConfigError
+from ..inference import save_trained_model
 from ..model import STADBNet
 from ..visualization.curves import plot_training_curves
 from .build import build_model, deterministic_algorithms, resolve_device, seed_everything
@@ -37,6 +38,7 @@ from .precision import Precision
 from .preflight import (
     CURVES_NAME,
     METRICS_NAME,
+    MODEL_DIR,
     TENSORBOARD_DIR,
     check_dataset_fits,
     prepare_output_dir,
@@ -165,12 +167,20 @@ def _train(
         seed=config.seed,
         rank=context.rank,
         world_size=context.world_size,
+        padding=data.padding,
+        erasing_prob=data.erasing_prob,
+        cutout_prob=data.cutout_prob,
+        cutout_size=data.cutout_size,
+        epoch_mode=data.epoch,
     )
     network = build_model(config, dataset.num_train_pids).to(device)
     num_parameters = sum(p.numel() for p in network.parameters())
     log(f"model: {config.model.variant} ({config.model.attention}), {num_parameters / 1e6:.2f} M parameters")
     optim = config.optim
-    optimizer = torch.optim.Adam(network.parameters(), lr=optim.base_lr, weight_decay=optim.weight_decay)
+    # model.freeze_bnneck leaves the BatchNorm before each classifier out, at its initial weights.
+    optimizer = torch.optim.Adam(
+        network.trainable_parameters(), lr=optim.base_lr, weight_decay=optim.weight_decay
+    )
     train_step = TrainStep(
         _training_model(network, config, context),
         optimizer,
@@ -254,8 +264,12 @@ def _train(
     if context.is_main:
         if history:
             plot_training_curves(history, output_dir / CURVES_NAME)
+        # The final epoch's figures are the result; the best-on-test epoch (eval.every > 0) is only
+        # reported next to them, labelled as the test-set model selection it is.
+        best_on_test = evaluation.best_on_test()
         result = {
             **evaluation.final,
+            **({"best_on_test": best_on_test} if best_on_test else {}),
             "epochs": optim.epochs,
             "num_parameters": num_parameters,
             "train_seconds": round(train_seconds, 1),
@@ -264,7 +278,17 @@ def _train(
             "config": config_to_dict(config),
         }
         write_metrics(output_dir / METRICS_NAME, result)
-        log(format_metrics(evaluation.final))
+        # The folder to share: the weights alone, the config that rebuilds the network, a model card.
+        save_trained_model(
+            output_dir / MODEL_DIR,
+            network,
+            result["config"],
+            dataset.num_train_pids,
+            metrics=result,
+            overwrite=True,  # the run's own folder: prepare_output_dir vetted it
+        )
+        for line in evaluation.report_lines(format_metrics(evaluation.final)):
+            log(line)
     if context.is_distributed:
         shared = [result]
         dist.broadcast_object_list(shared, src=0)

@@ -22,7 +22,7 @@ or, with the full distance matrix (e.g. for re-ranking)::
 from .._moved import moved_names
 from .distance import DEFAULT_DISTANCE_CHUNK_SIZE, Metric, evaluate_from_features, pairwise_distance
 from .features import Embeddings, extract_features
-from .metrics import EvaluationProtocol, RankMetrics
+from .metrics import EvaluationProtocol, RankMetrics, format_truncated_ap, truncated_ap_key
 from .queries import has_match_in_other_camera
 from .rank import evaluate_rank, rank_metrics
 from .rerank_features import k_reciprocal_rerank_features
@@ -37,11 +37,13 @@ __all__ = [
     "evaluate_from_features",
     "evaluate_rank",
     "extract_features",
+    "format_truncated_ap",
     "has_match_in_other_camera",
     "k_reciprocal_rerank",
     "k_reciprocal_rerank_features",
     "pairwise_distance",
     "rank_metrics",
+    "truncated_ap_key",
 ]
 
 # ``Protocol``, the old name of EvaluationProtocol, shadowed typing.Protocol.

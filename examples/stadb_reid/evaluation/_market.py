@@ -1,9 +1,13 @@
-"""Market-1501 chunk kernel: the ranks of every correct match, without sorting whole gallery rows.
+r"""Market-1501 chunk kernel: the ranks of every correct match, without sorting whole gallery rows.
 
 Per query only the ranks of its few correct matches are needed. An entry can precede a match only if it
 is not farther than the farthest match, so the entries beyond it are discarded with one comparison and
 the rest are counted with a sort of the (usually short) surviving lists. Ties are broken by gallery
 index, as a stable sort would; junk entries ranked before a match are then subtracted.
+
+With ``ap_at = N > 0`` the kernel also returns the AP truncated at rank ``N`` (the STADB authors'
+``eval_func_gpu``): only the hits within the first ``N`` non-junk entries count, but the sum is still
+divided by *all* ``P`` correct matches, :math:`\mathrm{AP@N} = \frac{1}{P} \sum_{k:\, r_k \le N} k / r_k`.
 """
 
 from __future__ import annotations
@@ -110,29 +114,40 @@ class MarketChunk:
         first_rank: 1-based rank of each query's first correct match (junk removed).
         average_precision: AP of each query, float64.
         inverse_negative_penalty: INP of each query, float64.
+        average_precision_at: AP truncated at rank ``ap_at`` of each query, float64; ``None`` when
+            ``ap_at`` is 0.
     """
 
     first_rank: IntArray
     average_precision: FloatArray
     inverse_negative_penalty: FloatArray
+    average_precision_at: FloatArray | None = None
 
 
-def market_chunk(index: LabelIndex, queries: IntArray, dist: np.ndarray[Any, Any]) -> MarketChunk:
-    """Rank every correct match of the valid ``queries`` given their ``(len(queries), num_gallery)`` rows.
+def market_chunk(
+    index: LabelIndex, queries: IntArray, dist: np.ndarray[Any, Any], ap_at: int = 0
+) -> MarketChunk:
+    r"""Rank every correct match of the valid ``queries`` given their ``(len(queries), num_gallery)`` rows.
 
     Args:
         index: The evaluation's labels.
         queries: Valid query indices (each has at least one correct match).
         dist: Their distance rows, float32 or float64, without NaN.
+        ap_at: If positive, also the AP truncated at this rank,
+            :math:`\frac{1}{P}\sum_{k:\, r_k \le N} k / r_k` (``P`` counts every correct match).
 
     Returns:
-        First-hit ranks, AP (summed left to right in float64, divided by the match count) and INP.
+        First-hit ranks, AP (summed left to right in float64, divided by the match count), INP and,
+        with ``ap_at``, the truncated AP (summed the same way, so it equals the AP bit for bit when no
+        hit lies beyond rank ``ap_at``).
 
     Examples:
         >>> index = LabelIndex.build(*(np.array(a) for a in ([1], [1, 2, 1], [0], [1, 1, 1])))
         >>> c = market_chunk(index, np.array([0]), np.array([[0.3, 0.1, 0.2]]))
         >>> c.first_rank.tolist(), c.average_precision.tolist(), c.inverse_negative_penalty.tolist()
         ([2], [0.5833333333333333], [0.6666666666666666])
+        >>> market_chunk(index, np.array([0]), np.array([[0.3, 0.1, 0.2]]), ap_at=2).average_precision_at
+        array([0.25])
     """
     num_rows = len(queries)
     # All (query, gallery) pairs with the same identity, by row then gallery index.
@@ -176,4 +191,16 @@ def market_chunk(index: LabelIndex, queries: IntArray, dist: np.ndarray[Any, Any
     # Sequential (left-to-right) sum per row; the zero padding after the last hit is exact.
     ap = np.cumsum(precision, axis=1)[:, -1] / n_pos
     inp = n_pos / ranks[pos_start + n_pos - 1]
-    return MarketChunk(first_rank=ranks[pos_start], average_precision=ap, inverse_negative_penalty=inp)
+    ap_trunc = None
+    if ap_at > 0:
+        # Ranks ascend within a row, so the hits beyond the cut are a row's trailing entries: zeroing
+        # them leaves the left-to-right partial sums of the kept hits unchanged.
+        beyond = ranks > ap_at
+        precision[pos_rows[beyond], k[beyond] - 1] = 0.0
+        ap_trunc = np.cumsum(precision, axis=1)[:, -1] / n_pos
+    return MarketChunk(
+        first_rank=ranks[pos_start],
+        average_precision=ap,
+        inverse_negative_penalty=inp,
+        average_precision_at=ap_trunc,
+    )

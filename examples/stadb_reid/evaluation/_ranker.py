@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from stadb_layers._validation import check_positive_int
+from stadb_layers._validation import check_non_negative_int, check_positive_int
 
 from ._cuhk03 import single_gallery_shot_histogram
 from ._inputs import ArrayLike, FloatArray, IntArray, check_labels, check_max_rank
@@ -42,6 +42,9 @@ class ChunkResult:
 class RankEvaluator:
     """Incremental evaluator: feed distance rows of the valid queries chunk by chunk, then finish.
 
+    ``ap_at > 0`` adds the AP truncated at that rank (counted in the gallery without junk, divided by
+    every correct match; see :mod:`._market`) to the result, next to the full AP.
+
     Examples:
         >>> ev = RankEvaluator([1], [1, 2], [0], [1, 1], 1, 2, 2, "market1501", 10, 0)
         >>> for queries in ev.chunks(256):
@@ -62,10 +65,13 @@ class RankEvaluator:
         protocol: EvaluationProtocol,
         num_repeats: int,
         seed: int | None,
+        *,
+        ap_at: int = 0,
     ) -> None:
         if protocol not in ("market1501", "cuhk03"):
             raise ValueError(f"protocol must be 'market1501' or 'cuhk03', got {protocol!r}")
         self.num_repeats = check_positive_int(num_repeats, "num_repeats")
+        self.ap_at = check_non_negative_int(ap_at, "ap_at")
         labels = (
             check_labels(q_pids, "q_pids", num_query, "query"),
             check_labels(g_pids, "g_pids", num_gallery, "gallery entry"),
@@ -102,7 +108,7 @@ class RankEvaluator:
         """Evaluate valid ``queries`` given their distance rows ``dist`` ``(len(queries), num_gallery)``."""
         if dist.dtype.kind == "f" and np.isnan(dist).any():
             raise ValueError("distmat must not contain NaN")
-        result = ChunkResult(market_chunk(self.index, queries, dist))
+        result = ChunkResult(market_chunk(self.index, queries, dist, self.ap_at))
         if self.protocol == "cuhk03":
             if draws is None:
                 raise RuntimeError("the CUHK03 protocol needs draws from RankEvaluator.draw")
@@ -125,11 +131,14 @@ class RankEvaluator:
             )
         ap = np.full(self.num_query, np.nan)
         inp = np.full(self.num_query, np.nan)
+        ap_at = np.full(self.num_query, np.nan) if self.ap_at else None
         hist = np.zeros(self.max_rank + 1, dtype=np.int64)
         seen = 0
         for queries, res in self._results:
             ap[queries] = res.market.average_precision
             inp[queries] = res.market.inverse_negative_penalty
+            if ap_at is not None and res.market.average_precision_at is not None:
+                ap_at[queries] = res.market.average_precision_at
             seen += len(queries)
             if res.sgs_rank_hist is not None:
                 hist += res.sgs_rank_hist
@@ -149,6 +158,9 @@ class RankEvaluator:
             average_precision=ap,
             inverse_negative_penalty=inp,
             protocol=self.protocol,
+            ap_at=self.ap_at,
+            mean_ap_at=None if ap_at is None else math.fsum(ap_at[self.valid]) / num_valid,
+            average_precision_at=ap_at,
         )
 
 

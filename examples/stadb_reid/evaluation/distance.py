@@ -171,6 +171,7 @@ def evaluate_from_features(
     num_repeats: int = 10,
     seed: int | None = 0,
     progress: bool = False,
+    ap_at: int = 0,
 ) -> RankMetrics:
     """Rank metrics computed from features, ``chunk_size`` query rows of distances at a time.
 
@@ -193,6 +194,8 @@ def evaluate_from_features(
         num_repeats: Random draws per query for the CUHK03 CMC.
         seed: Seed of the CUHK03 draws.
         progress: Show a tqdm progress bar over the blocks.
+        ap_at: Also the mAP truncated at this rank (see :func:`~stadb_reid.evaluation.rank.rank_metrics`);
+            0 computes the full mAP only.
 
     Returns:
         The :class:`~stadb_reid.evaluation.metrics.RankMetrics`.
@@ -210,9 +213,8 @@ def evaluate_from_features(
     """
     check_positive_int(chunk_size, "chunk_size")
     q, g = _check_pair(query_features, gallery_features)
-    ev = RankEvaluator(
-        q_pids, g_pids, q_camids, g_camids, q.shape[0], g.shape[0], max_rank, protocol, num_repeats, seed
-    )
+    labels = (q_pids, g_pids, q_camids, g_camids)
+    ev = RankEvaluator(*labels, q.shape[0], g.shape[0], max_rank, protocol, num_repeats, seed, ap_at=ap_at)
     valid = ev.valid
     # The blocks are computed exactly as in pairwise_distance, so both paths see the same distances.
     starts = range(0, q.shape[0], chunk_size)

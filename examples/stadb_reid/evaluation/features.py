@@ -2,7 +2,10 @@ r"""Feature extraction for evaluation, with optional flip-test averaging.
 
 With ``flip=True`` the embedding of an image is the mean of the embeddings of the image and of its
 horizontal mirror, :math:`f(x) = \tfrac{1}{2}\,(\phi(x) + \phi(\operatorname{flip}(x)))`, a common
-test-time augmentation in person re-identification (pedestrians are left-right symmetric).
+test-time augmentation in person re-identification (pedestrians are left-right symmetric). The raw
+embeddings are averaged, before any normalisation or distance, as in the STADB authors' evaluator
+(``(feature0 + feature1) / 2`` of the eval-mode outputs; for STADBNet, as for their BFE model, these
+are the triplet features, taken before the classifier's BatchNorm and not L2-normalised).
 """
 
 from __future__ import annotations

@@ -1,12 +1,20 @@
-"""The result of a ranking evaluation: CMC curve, mAP and mINP, per query and overall.
+r"""The result of a ranking evaluation: CMC curve, mAP and mINP, per query and overall.
 
 :class:`RankMetrics` holds fractions in ``[0, 1]``; :meth:`RankMetrics.summary` is the one scalar
 summary, in percent, that training logs, ``stadb-reid evaluate`` and the result files report.
+
+With ``ap_at = N > 0`` the summary also carries ``mAP_at_N`` (printed ``mAP@N``), the mean of the AP
+truncated at rank ``N`` as the STADB authors' evaluator computes it:
+:math:`\mathrm{AP@N} = \frac{1}{P}\sum_{k:\, r_k \le N} k / r_k`, hits beyond rank ``N`` dropped but the
+denominator still every one of the ``P`` correct matches. It never exceeds the full AP, which ``mAP``
+keeps reporting.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,13 +25,42 @@ from stadb_layers._validation import check_in_interval
 
 from ._inputs import FloatArray
 
-__all__ = ["SUMMARY_RANKS", "EvaluationProtocol", "RankMetrics"]
+__all__ = ["SUMMARY_RANKS", "EvaluationProtocol", "RankMetrics", "format_truncated_ap", "truncated_ap_key"]
 
 EvaluationProtocol = Literal["market1501", "cuhk03"]
 """Evaluation protocol: Market-1501 (all gallery images) or CUHK03 single-gallery-shot CMC."""
 
 SUMMARY_RANKS = (1, 5, 10)
 """CMC ranks reported by :meth:`RankMetrics.summary`."""
+
+_TRUNCATED_AP_KEY = re.compile(r"mAP_at_(\d+)")
+
+
+def truncated_ap_key(n: int) -> str:
+    """The summary key of the mAP truncated at rank ``n``: ``mAP_at_{n}`` (a valid identifier).
+
+    Examples:
+        >>> truncated_ap_key(50)
+        'mAP_at_50'
+    """
+    return f"mAP_at_{n}"
+
+
+def format_truncated_ap(metrics: Mapping[str, object]) -> str:
+    """The truncated mAPs of a summary as ``"  mAP@N x.x%"`` (empty without any), to append to a line.
+
+    Examples:
+        >>> format_truncated_ap({"mAP": 80.0, "mAP_at_50": 79.04})
+        '  mAP@50 79.0%'
+        >>> format_truncated_ap({"mAP": 80.0})
+        ''
+    """
+    parts = []
+    for key, value in metrics.items():
+        match = _TRUNCATED_AP_KEY.fullmatch(key)
+        if match and isinstance(value, int | float):
+            parts.append(f"  mAP@{match.group(1)} {value:.1f}%")
+    return "".join(parts)
 
 
 @dataclass(frozen=True)
@@ -39,6 +76,11 @@ class RankMetrics:
         average_precision: ``(num_queries,)`` float64 AP of every query; NaN for invalid queries.
         inverse_negative_penalty: ``(num_queries,)`` float64 INP of every query; NaN for invalid ones.
         protocol: The protocol the CMC follows, ``"market1501"`` or ``"cuhk03"``.
+        ap_at: Rank at which :attr:`mean_ap_at` truncates the AP; 0 when it was not computed.
+        mean_ap_at: Mean AP truncated at rank ``ap_at`` (see the module docstring); ``None`` if
+            ``ap_at`` is 0.
+        average_precision_at: ``(num_queries,)`` truncated AP of every query (NaN for invalid ones);
+            ``None`` if ``ap_at`` is 0.
 
     Examples:
         >>> import numpy as np
@@ -55,6 +97,9 @@ class RankMetrics:
     average_precision: FloatArray = field(repr=False)
     inverse_negative_penalty: FloatArray = field(repr=False)
     protocol: EvaluationProtocol = "market1501"
+    ap_at: int = 0
+    mean_ap_at: float | None = None
+    average_precision_at: FloatArray | None = field(default=None, repr=False)
 
     def rank(self, n: int) -> float:
         """Rank-``n`` accuracy (``cmc[n - 1]``) as a Python float.
@@ -74,11 +119,13 @@ class RankMetrics:
     def summary(self) -> dict[str, float]:
         """Rank-1/5/10, mAP and mINP in percent, keyed ``rank1``, ``rank5``, ``rank10``, ``mAP``, ``mINP``.
 
+        With ``ap_at = N > 0``, the truncated mAP follows, keyed ``mAP_at_N``.
+
         A gallery shorter than ``n`` images has a CMC shorter than ``n``; ``rank{n}`` is then its last
         entry (100% of the valid queries are found within the whole gallery).
 
         Returns:
-            The five numbers, each in ``[0, 100]``, in that order.
+            The five (or six) numbers, each in ``[0, 100]``, in that order.
 
         Examples:
             >>> import numpy as np
@@ -88,6 +135,8 @@ class RankMetrics:
         """
         out = {f"rank{n}": 100 * self.rank(min(n, len(self.cmc))) for n in SUMMARY_RANKS}
         out.update({"mAP": 100 * self.mean_ap, "mINP": 100 * self.mean_inp})
+        if self.mean_ap_at is not None:
+            out[truncated_ap_key(self.ap_at)] = 100 * self.mean_ap_at
         return out
 
     def as_dict(self, ranks: tuple[int, ...] = (1, 5, 10, 20)) -> dict[str, float]:

@@ -74,6 +74,7 @@ def rank_metrics(
     seed: int | None = 0,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     num_workers: int = 1,
+    ap_at: int = 0,
 ) -> RankMetrics:
     r"""CMC, mAP and mINP of a query-gallery distance matrix.
 
@@ -82,6 +83,11 @@ def rank_metrics(
     :math:`\mathrm{AP} = \frac{1}{P}\sum_k k / r_k`, :math:`\mathrm{INP} = P / r_P` and the CMC counts
     the query as found at every rank :math:`n \ge r_1`. Ties are broken by gallery index (stable sort);
     see the module docstring for the exact numerics.
+
+    With ``ap_at = N > 0``, also the mAP truncated at rank ``N`` as the STADB authors' evaluator
+    computes it: :math:`\mathrm{AP@N} = \frac{1}{P}\sum_{k:\, r_k \le N} k / r_k`, the hits beyond rank
+    ``N`` (of the gallery without junk) dropped but the denominator still all ``P`` correct matches;
+    it equals the AP when ``N`` is at least the gallery size.
 
     Args:
         distmat: ``(num_query, num_gallery)`` distances (smaller is more similar), float or int; a
@@ -100,6 +106,7 @@ def rank_metrics(
         chunk_size: Queries processed together; bounds the temporary memory to a few times
             ``chunk_size * num_gallery`` bytes.
         num_workers: Threads evaluating chunks concurrently (the numbers do not depend on it).
+        ap_at: Rank at which to truncate the AP as well; 0 computes the full AP only.
 
     Returns:
         The :class:`RankMetrics`.
@@ -114,12 +121,13 @@ def rank_metrics(
         >>> m = rank_metrics(distmat, [1, 2], [1, 2, 3, 1], [0, 0], [1, 1, 1, 0], max_rank=4)
         >>> m.cmc.tolist(), m.mean_ap, m.mean_inp, m.num_valid_queries
         ([0.5, 1.0, 1.0, 1.0], 0.75, 0.75, 2)
+        >>> rank_metrics(distmat, [1, 2], [1, 2, 3, 1], [0, 0], [1, 1, 1, 0], max_rank=4, ap_at=1).mean_ap_at
+        0.5
     """
     check_chunking(chunk_size, num_workers)
     d = check_distmat(distmat)
-    ev = RankEvaluator(
-        q_pids, g_pids, q_camids, g_camids, d.shape[0], d.shape[1], max_rank, protocol, num_repeats, seed
-    )
+    labels = (q_pids, g_pids, q_camids, g_camids)
+    ev = RankEvaluator(*labels, d.shape[0], d.shape[1], max_rank, protocol, num_repeats, seed, ap_at=ap_at)
     return evaluate_chunks(ev, d, chunk_size, num_workers)
 
 

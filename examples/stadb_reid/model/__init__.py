@@ -1,6 +1,6 @@
 """The STADB network: backbone, heads, ablation variants and the BDB comparator."""
 
-from .backbone import PretrainedWeightsUnavailableError, WeightsFileError, build_backbone
+from .backbone import PretrainedWeightsUnavailableError, WeightsFileError, build_backbone, check_backbone_name
 from .batch_drop import BatchDrop
 from .heads import DropAttentionBranch, EmbeddingHead
 from .stadb import STADBNet, TrainOutput, Variant
@@ -15,4 +15,5 @@ __all__ = [
     "Variant",
     "WeightsFileError",
     "build_backbone",
+    "check_backbone_name",
 ]

@@ -1,8 +1,8 @@
 """The two heads of :class:`~stadb_reid.model.STADBNet` and the trunk of the second one.
 
 - :class:`EmbeddingHead`: reduction to the triplet feature, then BN and the identity classifier;
-- :class:`DropAttentionBranch`: the second head's extra Bottleneck, its regulariser (drop and/or
-  attention, see :func:`build_regulariser`), global max pooling and flattening.
+- :class:`DropAttentionBranch`: the second head's extra Bottleneck (optional), its regulariser (drop
+  and/or attention, see :func:`build_regulariser`), global max pooling and flattening.
 
 :class:`DropAttentionBranch` is an :class:`~torch.nn.Sequential`, so its ``state_dict`` keys stay
 ``branch.0.*`` (the Bottleneck) and ``branch.1.*`` (the regulariser) inside the network; its properties
@@ -11,12 +11,15 @@ name these parts for the code that reads them (logging, the attention figure).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
 from stadb_layers import RandomBranchSelector, SelfThresholdDrop, create_attention
 
-from ..config import Variant
+from ..config import ClassifierInit, Variant
 from .batch_drop import BatchDrop
 
 __all__ = ["DropAttentionBranch", "EmbeddingHead", "build_regulariser"]
@@ -29,6 +32,8 @@ class EmbeddingHead(nn.Module):
         reduction: Maps pooled features to the ``feature_dim``-d triplet feature.
         feature_dim: Size of the triplet feature.
         num_classes: Number of training identities.
+        classifier_init: ``normal``: weights from N(0, 0.001); ``kaiming``: the STADB authors'
+            ``kaiming_normal_(mode="fan_out")``, std sqrt(2 / num_classes). The bias starts at 0.
 
     Examples:
         >>> head = EmbeddingHead(nn.Linear(8, 4), feature_dim=4, num_classes=3)
@@ -37,12 +42,22 @@ class EmbeddingHead(nn.Module):
         ((2, 4), (2, 3))
     """
 
-    def __init__(self, reduction: nn.Module, feature_dim: int, num_classes: int) -> None:
+    def __init__(
+        self,
+        reduction: nn.Module,
+        feature_dim: int,
+        num_classes: int,
+        *,
+        classifier_init: ClassifierInit | str = ClassifierInit.NORMAL,
+    ) -> None:
         super().__init__()
         self.reduction = reduction
         self.bottleneck = nn.BatchNorm1d(feature_dim)
         self.classifier = nn.Linear(feature_dim, num_classes)
-        nn.init.normal_(self.classifier.weight, std=0.001)
+        if ClassifierInit(classifier_init) is ClassifierInit.KAIMING:
+            nn.init.kaiming_normal_(self.classifier.weight, a=0, mode="fan_out")
+        else:
+            nn.init.normal_(self.classifier.weight, std=0.001)
         nn.init.zeros_(self.classifier.bias)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -57,7 +72,15 @@ class EmbeddingHead(nn.Module):
 
 
 def build_regulariser(
-    variant: Variant, channels: int, attention: str, alpha: float, rho: float, seed: int
+    variant: Variant,
+    channels: int,
+    attention: str,
+    alpha: float,
+    rho: float,
+    seed: int,
+    *,
+    eval_attention: bool = True,
+    attention_kwargs: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """The module between the extra Bottleneck and the max pooling of the second head.
 
@@ -68,11 +91,19 @@ def build_regulariser(
         alpha: Threshold of :class:`~stadb_layers.SelfThresholdDrop`.
         rho: Probability of the drop branch per training iteration.
         seed: Seed of the branch selector.
+        eval_attention: Run the attention module in eval mode. ``False`` (``stadb`` only) runs the drop
+            branch instead, which passes its input through, as the STADB authors' code does.
+        attention_kwargs: Further keyword arguments of the attention module.
 
     Returns:
         :class:`BatchDrop` (``bdb``), the attention module (``global_attention``), or a
         :class:`~stadb_layers.RandomBranchSelector` between SelfThresholdDrop and the attention module
-        (``stadb``) or the identity (``global_drop``), running the second branch in eval mode.
+        (``stadb``) or the identity (``global_drop``), running the second branch in eval mode (the
+        first with ``eval_attention=False``).
+
+    Raises:
+        ValueError: If ``eval_attention`` is ``False`` for ``global_attention``, whose only module is
+            the attention.
 
     Examples:
         >>> type(build_regulariser(Variant.BDB, 8, "cbam", 0.8, 0.25, 0)).__name__
@@ -80,21 +111,28 @@ def build_regulariser(
     """
     if variant is Variant.BDB:
         return BatchDrop()
-    attention_module = create_attention(attention, channels)
+    if variant is Variant.GLOBAL_ATTENTION and not eval_attention:
+        raise ValueError("eval_attention=False needs the stadb variant: global_attention has no drop branch")
+    attention_module = create_attention(attention, channels, **(attention_kwargs or {}))
     if variant is Variant.GLOBAL_ATTENTION:
         return attention_module
     if variant is Variant.GLOBAL_DROP:
         branches: list[nn.Module] = [SelfThresholdDrop(alpha), nn.Identity()]
+        eval_branch = 1
     else:
         branches = [SelfThresholdDrop(alpha), attention_module]
-    return RandomBranchSelector(branches, probs=[rho, 1.0 - rho], eval_branch=1, seed=seed)
+        # The drop branch is the identity in eval mode: the embedding then skips the attention.
+        eval_branch = 1 if eval_attention else 0
+    return RandomBranchSelector(branches, probs=[rho, 1.0 - rho], eval_branch=eval_branch, seed=seed)
 
 
 class DropAttentionBranch(nn.Sequential):
     """Extra Bottleneck -> regulariser -> global max pooling -> flatten: (N, C, h, w) to (N, C).
 
     Args:
-        extra_bottleneck: The second head's own residual block on the backbone output.
+        extra_bottleneck: The second head's own residual block on the backbone output, or ``None`` to
+            feed the backbone output to the regulariser (an :class:`~torch.nn.Identity` takes its
+            place, so the regulariser's ``state_dict`` keys stay ``1.*``).
         regulariser: Drop and/or attention module, e.g. from :func:`build_regulariser`.
 
     Examples:
@@ -106,12 +144,16 @@ class DropAttentionBranch(nn.Sequential):
         (2, 8)
     """
 
-    def __init__(self, extra_bottleneck: nn.Module, regulariser: nn.Module) -> None:
-        super().__init__(extra_bottleneck, regulariser, nn.AdaptiveMaxPool2d(1), nn.Flatten(1))
+    def __init__(self, extra_bottleneck: nn.Module | None, regulariser: nn.Module) -> None:
+        first = nn.Identity() if extra_bottleneck is None else extra_bottleneck
+        super().__init__(first, regulariser, nn.AdaptiveMaxPool2d(1), nn.Flatten(1))
 
     @property
     def extra_bottleneck(self) -> nn.Module:
-        """The residual block the second head runs on the backbone output (``state_dict``: ``0.*``)."""
+        """The residual block the second head runs on the backbone output (``state_dict``: ``0.*``).
+
+        An :class:`~torch.nn.Identity` when the branch was built without one.
+        """
         return self[0]
 
     @property

@@ -8,11 +8,13 @@ From "STADB: A Self-Thresholding Attention Guided ADB Network for Person Re-iden
   -> GMP -> Linear 2048->1024 + BN + ReLU (triplet feature) -> BN -> classifier.
 
 At test time the embedding is the concatenation of the two triplet features (512 + 1024 = 1536-d),
-with the attention module running in the second head.
+with the attention module running in the second head (unless ``eval_attention`` is off, as in the
+authors' code).
 """
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from timm.models.resnet import Bottleneck, ResNet
@@ -20,8 +22,9 @@ from torch import nn
 
 from stadb_layers import RandomBranchSelector
 
-from ..config import Variant
+from ..config import ClassifierInit, Variant
 from .backbone import build_backbone
+from .folder import load_model_folder
 from .heads import DropAttentionBranch, EmbeddingHead, build_regulariser
 
 __all__ = ["STADBNet", "TrainOutput", "Variant"]
@@ -45,12 +48,21 @@ class STADBNet(nn.Module):
         variant: Which heads run (see :class:`Variant`); ``"stadb"`` is the full model.
         attention: Attention module of the second head: ``"cbam"`` (paper), ``"se"``, ``"srm"`` or
             ``"triplet"`` (Table 8).
-        alpha: Threshold of :class:`~stadb_layers.SelfThresholdDrop` (Table 10).
-        rho: Probability of the drop branch per iteration (Table 11).
-        backbone: timm ResNet name.
+        alpha: Threshold of :class:`~stadb_layers.SelfThresholdDrop` (Table 11).
+        rho: Probability of the drop branch per iteration (Table 10).
+        backbone: timm ResNet name, optionally with a weight tag such as ``"resnet50.tv_in1k"``.
         pretrained: Load ImageNet weights through timm.
         weights: Local backbone weights file, instead of downloading.
         seed: Seed of the branch selector.
+        extra_bottleneck: Give the second head its own Bottleneck before the regulariser; without
+            it (the authors' code) the regulariser takes the backbone output.
+        eval_attention: Run the attention module at test time (``stadb``); without it (the authors'
+            code) the second head's embedding skips the attention.
+        freeze_bnneck: Keep the BatchNorm before each classifier at weight 1 and bias 0 (the
+            authors' code leaves it out of the optimiser): its parameters stop requiring gradients
+            and :meth:`trainable_parameters` leaves them out. Its running statistics still update.
+        classifier_init: Initial classifier weights, ``"normal"`` or ``"kaiming"`` (the authors').
+        attention_kwargs: Further keyword arguments of the attention module, e.g. ``reduction``.
 
     Shape:
         - Input: (N, 3, H, W) normalised images.
@@ -83,6 +95,11 @@ class STADBNet(nn.Module):
         pretrained: bool = False,
         weights: Path | None = None,
         seed: int = 0,
+        extra_bottleneck: bool = True,
+        eval_attention: bool = True,
+        freeze_bnneck: bool = False,
+        classifier_init: ClassifierInit | str = ClassifierInit.NORMAL,
+        attention_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.variant = Variant(variant)
@@ -94,18 +111,43 @@ class STADBNet(nn.Module):
             nn.BatchNorm2d(GLOBAL_DIM),
             nn.ReLU(inplace=True),
         )
-        self.global_head = EmbeddingHead(global_reduction, GLOBAL_DIM, num_classes)
+        self.global_head = EmbeddingHead(
+            global_reduction, GLOBAL_DIM, num_classes, classifier_init=classifier_init
+        )
         self.branch: DropAttentionBranch | None = None
         self.branch_head: EmbeddingHead | None = None
         if self.variant is not Variant.GLOBAL:
+            regulariser = build_regulariser(
+                self.variant,
+                channels,
+                attention,
+                alpha,
+                rho,
+                seed,
+                eval_attention=eval_attention,
+                attention_kwargs=attention_kwargs,
+            )
             self.branch = DropAttentionBranch(
-                Bottleneck(channels, channels // 4),
-                build_regulariser(self.variant, channels, attention, alpha, rho, seed),
+                Bottleneck(channels, channels // 4) if extra_bottleneck else None, regulariser
             )
             branch_reduction = nn.Sequential(
                 nn.Linear(channels, BRANCH_DIM, bias=False), nn.BatchNorm1d(BRANCH_DIM), nn.ReLU(inplace=True)
             )
-            self.branch_head = EmbeddingHead(branch_reduction, BRANCH_DIM, num_classes)
+            self.branch_head = EmbeddingHead(
+                branch_reduction, BRANCH_DIM, num_classes, classifier_init=classifier_init
+            )
+        if freeze_bnneck:
+            for head in self.heads:
+                head.bottleneck.requires_grad_(False)
+
+    @property
+    def heads(self) -> list[EmbeddingHead]:
+        """The embedding heads, global first."""
+        return [self.global_head, *([self.branch_head] if self.branch_head is not None else [])]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters the optimiser updates: all but the frozen ones (see ``freeze_bnneck``)."""
+        return [parameter for parameter in self.parameters() if parameter.requires_grad]
 
     @property
     def embedding_dim(self) -> int:
@@ -117,14 +159,35 @@ class STADBNet(nn.Module):
         """The branch selector of the second head, if this variant has one (for logging)."""
         return self.branch.selector if self.branch is not None else None
 
+    @classmethod
+    def from_pretrained(
+        cls, path_or_repo_id: str | Path, *, device: str | torch.device | None = None
+    ) -> "STADBNet":
+        """The network of a model folder (``stadb-reid export --format folder``), in eval mode.
+
+        Only ``config.yaml`` (safe YAML) and ``model.safetensors`` are read: no pickle, no code from the
+        folder. A ``str`` that names no local path but looks like ``owner/name`` is downloaded as a
+        Hugging Face Hub repo when ``huggingface_hub`` is installed.
+
+        Args:
+            path_or_repo_id: The model folder, or a Hub repo id.
+            device: Where to put the network; default: the CPU.
+
+        Raises:
+            ModelFolderError: The folder is missing, lacks a file, its config does not parse, or its
+                weights do not fit the network of its config (names the first mismatching tensor); or
+                the Hub repo cannot be downloaded (one line naming the repo id).
+        """
+        return load_model_folder(cls, path_or_repo_id, device=device)[0]
+
     def forward(self, images: torch.Tensor) -> TrainOutput | torch.Tensor:
         """Per-head features and logits in training mode; the concatenated embedding in eval mode."""
         feature_map = self.backbone(images)
-        heads = [self.global_head]
         features = [self.global_head(feature_map)]
         if self.branch is not None and self.branch_head is not None:
-            heads.append(self.branch_head)
             features.append(self.branch_head(self.branch(feature_map)))
         if self.training:
-            return TrainOutput(features, [head.classify(f) for head, f in zip(heads, features, strict=True)])
+            return TrainOutput(
+                features, [head.classify(f) for head, f in zip(self.heads, features, strict=True)]
+            )
         return torch.cat(features, dim=1)

@@ -1,0 +1,88 @@
+"""``stadb-reid info``: the fully resolved config of a command line, and the size of its network.
+
+Nothing is read, downloaded or trained: the network is built without pretrained weights, with one
+class per training identity of the config's dataset (known for the bundled datasets) or as many as
+given.
+"""
+
+import dataclasses
+import inspect
+
+import torch
+from omegaconf import OmegaConf
+
+from ..config import Config, ConfigError, DataConfig, config_to_dict
+
+__all__ = ["KNOWN_NUM_CLASSES", "describe_config", "num_classes_of", "parameter_count"]
+
+#: Training identities of the bundled real datasets: CUHK03-NP's 767 for both box sets, MSMT17's
+#: 1,041 (its validation images belong to training identities).
+KNOWN_NUM_CLASSES = {"market1501": 751, "dukemtmc": 702, "cuhk03": 767, "msmt17": 1041}
+# VIPeR's default split trains on half of its identities; its ``num_train_ids`` option changes that.
+_VIPER_IDENTITIES = 632
+
+
+def num_classes_of(data: DataConfig) -> int:
+    """The number of training identities of ``data``'s dataset, without reading the dataset.
+
+    Raises:
+        ConfigError: The dataset is not one whose identities are known beforehand (``folder``, or
+            a registered adapter of your own).
+
+    Examples:
+        >>> num_classes_of(DataConfig(dataset="market1501"))
+        751
+        >>> num_classes_of(DataConfig(dataset="synthetic", options={"num_train_identities": 48}))
+        48
+    """
+    name = data.dataset.lower()
+    if name == "synthetic":
+        from ..data import generate_synthetic_reid
+
+        default = inspect.signature(generate_synthetic_reid).parameters["num_train_identities"].default
+        return int(data.options.get("num_train_identities", default))
+    if name == "viper":
+        return int(data.options.get("num_train_ids") or _VIPER_IDENTITIES // 2)
+    if name in KNOWN_NUM_CLASSES:
+        return KNOWN_NUM_CLASSES[name]
+    raise ConfigError(
+        f"the number of training identities of dataset {data.dataset!r} is not known without reading "
+        "it; pass --num-classes N"
+    )
+
+
+def parameter_count(config: Config, num_classes: int) -> int:
+    """Parameters the network of ``config`` registers for ``num_classes`` identities.
+
+    The network is built on the meta device, with shapes but no weights (``model.pretrained`` and
+    ``model.weights`` are ignored): it needs neither memory, the internet nor the weights file.
+
+    Examples:
+        >>> from stadb_reid.config import load_config
+        >>> parameter_count(load_config(["ablation_global"]), 751)  # ResNet-50 and the global head
+        24943919
+    """
+    from ..engine import build_model
+
+    bare = dataclasses.replace(config.model, pretrained=False, weights=None)
+    with torch.device("meta"):
+        model = build_model(dataclasses.replace(config, model=bare), num_classes)
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def describe_config(config: Config, num_classes: int | None = None) -> str:
+    """``config`` as YAML, then its network's parameter count as a YAML comment.
+
+    The text loads back as the same config (``load_config([file])``), the comment being ignored.
+
+    Args:
+        config: A resolved config.
+        num_classes: Identities of the classifiers; default: :func:`num_classes_of` the dataset.
+
+    Raises:
+        ConfigError: ``num_classes`` is not given and the dataset's is not known beforehand.
+    """
+    classes = num_classes_of(config.data) if num_classes is None else num_classes
+    count = parameter_count(config, classes)
+    resolved = OmegaConf.to_yaml(config_to_dict(config))
+    return f"{resolved}# parameters: {count:,} ({count / 1e6:.2f} M) for {classes} classes\n"
