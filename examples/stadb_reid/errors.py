@@ -16,7 +16,10 @@ __all__ = [
     "DatasetNotFoundError",
     "DatasetOptionError",
     "EmptyDatasetError",
+    "ExportVerificationError",
     "FileNameError",
+    "GalleryIndexError",
+    "ModelFolderError",
     "PretrainedWeightsUnavailableError",
     "ReIDDataError",
     "ReIDError",
@@ -82,6 +85,10 @@ class UnreadableImageError(ReIDDataError, ValueError):
     """An image file cannot be opened or decoded (raised when it is loaded, not at construction)."""
 
 
+class GalleryIndexError(ReIDDataError, ValueError):
+    """A gallery index folder is missing, damaged or unfinished, or belongs to another model."""
+
+
 class UnknownDatasetError(ReIDDataError, ValueError):
     """No adapter is registered under the requested name."""
 
@@ -92,6 +99,16 @@ class DatasetOptionError(ReIDDataError, TypeError):
 
 class CheckpointError(ReIDError, ValueError):
     """A checkpoint file is missing, damaged, unsafe to read, incomplete or cannot be written."""
+
+
+class ModelFolderError(ReIDError, ValueError):
+    """A model folder is missing, incomplete, damaged, not downloadable, or its weights misfit its config."""
+
+
+class ExportVerificationError(ReIDError, RuntimeError):
+    """An exported model's embeddings differ from those of the PyTorch model it was exported from."""
+
+    exit_code = 1
 
 
 class PretrainedWeightsUnavailableError(ReIDError, RuntimeError):

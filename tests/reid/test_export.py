@@ -206,7 +206,7 @@ def test_export_of_global_variant_at_another_input_size(tmp_path: Path) -> None:
 
 def test_export_errors_name_the_argument(trained: tuple[Path, Config], tmp_path: Path) -> None:
     checkpoint, _ = trained
-    message = "format must be one of onnx, torchscript, safetensors, got 'tensorrt'"
+    message = "format must be one of onnx, torchscript, safetensors, folder, got 'tensorrt'"
     with pytest.raises(ValueError, match=message):
         export_checkpoint(checkpoint, "tensorrt")
     with pytest.raises(ValueError, match="out must differ from the checkpoint"):
@@ -222,7 +222,7 @@ def test_export_errors_name_the_argument(trained: tuple[Path, Config], tmp_path:
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--format", "tensorrt"], "expected onnx or torchscript or safetensors, got 'tensorrt'"),
+        (["--format", "tensorrt"], "expected onnx or torchscript or safetensors or folder, got 'tensorrt'"),
         (["--out", "{checkpoint}"], "would overwrite the checkpoint"),
     ],
 )

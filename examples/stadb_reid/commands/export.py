@@ -1,4 +1,4 @@
-"""Export of a checkpoint's eval-mode embedding model to ONNX or TorchScript, or its weights to safetensors.
+"""Export of a checkpoint's eval-mode model to ONNX, TorchScript, safetensors weights or a model folder.
 
 In eval mode :class:`~stadb_reid.model.STADBNet` maps ``(N, 3, H, W)`` normalised images to
 ``(N, D)`` embeddings (``D = 1536`` for the full model, 512 for the global-only variant): the
@@ -13,14 +13,20 @@ module, so the exported graph is the deployed network.
   TorchScript), while the eval-mode forward has no data-dependent control flow, so a trace records
   it exactly.
 
-- safetensors holds the weights alone (every tensor of the model's ``state_dict``), the file to hand
-  to other people: reading it never runs code. Its metadata carries the preprocessing, the number of
-  classes and the training config (JSON), which rebuild the network.
+- safetensors holds the weights alone (every tensor of the model's ``state_dict``): reading it never
+  runs code. Its metadata carries the preprocessing, the number of classes and the training config
+  (JSON), which rebuild the network.
+- folder is the model folder to share (:mod:`stadb_reid.model.folder`): ``config.yaml``,
+  ``model.safetensors`` and a ``README.md`` model card, loaded by
+  :meth:`~stadb_reid.model.STADBNet.from_pretrained` and :class:`~stadb_reid.inference.ReIDExtractor`.
+  A training run writes the same folder as ``OUTPUT/model``.
 
 Every file carries the preprocessing a consumer has to apply (:func:`preprocessing_metadata`): in the
 ONNX ``metadata_props``, as the extra file ``preprocessing.json`` of the TorchScript archive
-(read it with ``torch.jit.load(path, _extra_files={"preprocessing.json": ""})``), and in the
-safetensors header's metadata (``safetensors.safe_open(path, "pt").metadata()``).
+(read it with ``torch.jit.load(path, _extra_files={"preprocessing.json": ""})``), in the
+safetensors header's metadata (``safetensors.safe_open(path, "pt").metadata()``), and in a model
+folder's ``config.yaml``. :func:`~stadb_reid.commands.verify.verify_export` checks an export against
+the checkpoint's model.
 """
 
 from __future__ import annotations
@@ -29,13 +35,16 @@ import json
 import warnings
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
 from stadb_layers._validation import check_int
 
 from ..data import IMAGENET_MEAN, IMAGENET_STD
+from ..engine.preflight import METRICS_NAME, MODEL_DIR
+from ..inference import save_trained_model
+from ..model.folder import save_weights
 from .evaluate import load_trained_model
 
 __all__ = [
@@ -50,16 +59,28 @@ PREPROCESSING_FILE = "preprocessing.json"
 
 
 class ExportFormat(str, Enum):
-    """Output format of :func:`export_checkpoint`; ``suffix`` is the default file suffix."""
+    """Output format of :func:`export_checkpoint`."""
 
     ONNX = "onnx"
     TORCHSCRIPT = "torchscript"
     SAFETENSORS = "safetensors"
+    FOLDER = "folder"
 
-    @property
-    def suffix(self) -> str:
-        """``.`` and the format's name (not ``.pt``, which would collide with ``checkpoint.pt``)."""
-        return f".{self.value}"
+    def default_path(self, checkpoint_path: Path) -> Path:
+        """The default output beside a checkpoint.
+
+        The folder ``model`` (where a run writes it); for a file, the checkpoint's name with ``.`` and
+        the format's name as suffix (not ``.pt``, which would collide with the checkpoint).
+
+        Examples:
+            >>> ExportFormat.ONNX.default_path(Path("run/checkpoint.pt")).as_posix()
+            'run/checkpoint.onnx'
+            >>> ExportFormat.FOLDER.default_path(Path("run/checkpoint.pt")).as_posix()
+            'run/model'
+        """
+        if self is ExportFormat.FOLDER:
+            return checkpoint_path.parent / MODEL_DIR
+        return checkpoint_path.with_suffix(f".{self.value}")
 
 
 def preprocessing_metadata(height: int, width: int, embedding_dim: int, variant: str) -> dict[str, str]:
@@ -93,6 +114,15 @@ def preprocessing_metadata(height: int, width: int, embedding_dim: int, variant:
     }
 
 
+def _run_metrics(checkpoint_path: Path, run_config: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``metrics.json`` beside a checkpoint, if the same run wrote it."""
+    try:
+        metrics = json.loads((checkpoint_path.parent / METRICS_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) and metrics.get("config") == run_config else None
+
+
 def export_checkpoint(
     checkpoint_path: Path,
     format: ExportFormat | str = ExportFormat.ONNX,
@@ -101,12 +131,16 @@ def export_checkpoint(
     height: int | None = None,
     width: int | None = None,
 ) -> Path:
-    """Write a checkpoint's eval-mode embedding model (ONNX, TorchScript) or its weights (safetensors).
+    """Write a checkpoint's eval-mode model (ONNX, TorchScript), its weights (safetensors) or model folder.
+
+    A model folder's card takes the figures of the run's ``metrics.json`` beside the checkpoint, when
+    that file belongs to the same run (same config).
 
     Args:
         checkpoint_path: A ``checkpoint.pt`` written by :func:`~stadb_reid.engine.train`.
-        format: ``"onnx"``, ``"torchscript"`` or ``"safetensors"``.
-        out: Output file; default: the checkpoint's path with the format's suffix.
+        format: ``"onnx"``, ``"torchscript"``, ``"safetensors"`` or ``"folder"``.
+        out: Output file or folder; default: :meth:`ExportFormat.default_path`. An existing one is
+            replaced (the command line refuses that without ``--overwrite``).
         height: Input height; default: the checkpoint config's ``data.height``.
         width: Input width; default: the checkpoint config's ``data.width``.
 
@@ -122,7 +156,7 @@ def export_checkpoint(
     except ValueError:
         choices = ", ".join(f.value for f in ExportFormat)
         raise ValueError(f"format must be one of {choices}, got {format!r}") from None
-    out = Path(out) if out is not None else checkpoint_path.with_suffix(export_format.suffix)
+    out = Path(out) if out is not None else export_format.default_path(checkpoint_path)
     if out.resolve() == checkpoint_path.resolve():
         raise ValueError(f"out must differ from the checkpoint, got {out}")
     model, config, state = load_trained_model(checkpoint_path)
@@ -133,11 +167,15 @@ def export_checkpoint(
     metadata = preprocessing_metadata(height, width, model.embedding_dim, model.variant.value)
     example = torch.zeros(2, 3, height, width)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if export_format is ExportFormat.SAFETENSORS:
-        # The branch selector's generator state (not a tensor) only matters in training.
-        tensors = {k: v.contiguous() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    if export_format is ExportFormat.FOLDER:
+        metrics = _run_metrics(checkpoint_path, state["config"])
+        run_config, num_classes = state["config"], state["num_classes"]
+        save_trained_model(
+            out, model, run_config, num_classes, metrics=metrics, height=height, width=width, overwrite=True
+        )
+    elif export_format is ExportFormat.SAFETENSORS:
         header = {**metadata, "num_classes": str(state["num_classes"]), "config": json.dumps(state["config"])}
-        save_file(tensors, str(out), metadata=header)
+        save_weights(model, out, header)
     elif export_format is ExportFormat.ONNX:
         program = torch.onnx.export(
             model,

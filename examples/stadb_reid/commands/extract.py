@@ -1,22 +1,27 @@
-"""Embedding every image of a folder with a checkpoint's model, in batches.
+"""Embedding every image of a folder with the model of a checkpoint or a model folder, in batches.
 
 The images are found recursively (suffixes of :data:`~stadb_reid.data.IMAGE_EXTENSIONS`, any case)
 and sorted by their path relative to the folder. ``FEATS.npy`` receives the ``(N, D)`` float32
 embeddings and ``FEATS.txt`` beside it the relative paths (``/``-separated), one a line, in row order.
+The embedding is :class:`~stadb_reid.inference.ReIDExtractor`'s, fed by a ``DataLoader`` so images
+load in worker processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from stadb_layers._validation import check_non_negative_int, check_positive_int
 
+from ..config import Config
 from ..data import (
     IMAGE_EXTENSIONS,
     DatasetNotFoundError,
@@ -24,11 +29,12 @@ from ..data import (
     ImageDataset,
     ReIDSample,
     UnreadableImageError,
-    build_test_transform,
     read_image,
 )
 from ..engine.build import resolve_device
-from ..evaluation import extract_features
+from ..inference import ReIDExtractor, trained_model_config
+from ..model import STADBNet
+from ..model.folder import load_model_folder
 from .evaluate import load_trained_model
 
 __all__ = ["extract_folder", "find_images"]
@@ -99,8 +105,30 @@ class _BatchesNamingBadImages:
             yield batch
 
 
+def _extractor(
+    model: Path, device: str | None, batch_size: int | None, flip: bool | None
+) -> tuple[ReIDExtractor, Config]:
+    """The extractor of a model folder or checkpoint, and the config its defaults come from."""
+    if model.is_dir():
+        config = Config()  # a folder holds no run settings: the schema's defaults
+        network, described = load_model_folder(STADBNet, model)
+    else:
+        network, config, state = load_trained_model(model)
+        described = trained_model_config(network, state["config"], state["num_classes"])
+    batch_size = config.data.test_batch_size if batch_size is None else batch_size
+    check_positive_int(batch_size, "batch_size")
+    extractor = ReIDExtractor.from_network(
+        network,
+        described,
+        device=resolve_device(config.device if device is None else device),
+        batch_size=batch_size,
+        flip=config.eval.flip if flip is None else flip,
+    )
+    return extractor, config
+
+
 def extract_folder(
-    checkpoint_path: Path,
+    model: Path,
     images: Path,
     out: Path,
     *,
@@ -110,20 +138,22 @@ def extract_folder(
     flip: bool | None = None,
     progress: bool = True,
 ) -> npt.NDArray[np.float32]:
-    """Embed every image under ``images`` with a checkpoint's eval-mode model and save the embeddings.
+    """Embed every image under ``images`` with a trained model and save the embeddings.
 
-    The images get the test transform of the checkpoint's config (resize to ``data.height x
-    data.width``, ImageNet normalisation), as in evaluation.
+    The images get the model's eval preprocessing (resize to its input size, ImageNet normalisation),
+    as in evaluation. The rows are not L2-normalised.
 
     Args:
-        checkpoint_path: A ``checkpoint.pt`` written by :func:`~stadb_reid.engine.train`.
+        model: A model folder (:mod:`~stadb_reid.model.folder`), or a ``checkpoint.pt`` written by
+            :func:`~stadb_reid.engine.train` (any path that is not a folder).
         images: Folder searched recursively for images (see :func:`find_images`).
         out: The ``.npy`` file to write; the relative image paths go to the same name with ``.txt``.
-        device: ``cpu`` or ``cuda``; default: the checkpoint config's ``device``.
-        batch_size: Images per batch; default: the config's ``data.test_batch_size``.
-        num_workers: Loading processes; default: the config's ``data.num_workers``.
+        device: ``cpu`` or ``cuda``; default: the checkpoint config's ``device`` (a folder: ``cpu``).
+        batch_size: Images per batch; default: the config's ``data.test_batch_size`` (a folder: the
+            schema's default, 128).
+        num_workers: Loading processes; default: the config's ``data.num_workers`` (a folder: 4).
         flip: Average each embedding with that of the mirrored image; default: the config's
-            ``eval.flip``.
+            ``eval.flip`` (a folder: off).
         progress: Show a tqdm progress bar.
 
     Returns:
@@ -132,6 +162,7 @@ def extract_folder(
     Raises:
         ValueError: ``out`` does not end with ``.npy``, or ``batch_size``/``num_workers`` is invalid.
         CheckpointError: The checkpoint is missing or unreadable.
+        ModelFolderError: The model folder is incomplete or does not fit its config.
         ReIDDataError: The folder is missing or holds no image (:class:`DatasetNotFoundError`,
             :class:`EmptyDatasetError`), or an image cannot be read (:class:`UnreadableImageError`);
             the message names the path.
@@ -139,30 +170,24 @@ def extract_folder(
     if out.suffix != ".npy":
         raise ValueError(f"out must be a .npy file, got {out}")
     relative_paths = find_images(images)
-    model, config, _ = load_trained_model(checkpoint_path)
-    batch_size = config.data.test_batch_size if batch_size is None else batch_size
-    check_positive_int(batch_size, "batch_size")
+    extractor, config = _extractor(model, device, batch_size, flip)
     num_workers = config.data.num_workers if num_workers is None else num_workers
     check_non_negative_int(num_workers, "num_workers")
-    target = resolve_device(config.device if device is None else device)
     paths = [images / path for path in relative_paths]
-    # extract_features passes identity and camera labels through; a folder of images has none.
+    # The dataset passes identity and camera labels through; a folder of images has none.
     samples = [ReIDSample(path, 0, 0) for path in paths]
     loader: DataLoader[Any] = DataLoader(
-        ImageDataset(samples, build_test_transform(config.data.height, config.data.width)),
-        batch_size=batch_size,
+        ImageDataset(samples, extractor.preprocess),
+        batch_size=extractor.batch_size,
         shuffle=False,
         num_workers=num_workers,
-        pin_memory=target.type == "cuda",
+        pin_memory=extractor.device.type == "cuda",
     )
-    features, _, _ = extract_features(
-        model.to(target),
-        _BatchesNamingBadImages(loader, paths),
-        target,
-        flip=config.eval.flip if flip is None else flip,
-        progress=progress,
-    )
-    embeddings: npt.NDArray[np.float32] = features.numpy().astype(np.float32, copy=False)
+    batches: Iterable[Any] = _BatchesNamingBadImages(loader, paths)
+    if progress:
+        batches = tqdm(batches, desc="features", unit="batch")
+    rows = [extractor(batch, normalize=False, as_tensor=True) for batch, _, _ in batches]
+    embeddings: npt.NDArray[np.float32] = torch.cat(rows).numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, embeddings)
     out.with_suffix(".txt").write_text("".join(f"{path.as_posix()}\n" for path in relative_paths))

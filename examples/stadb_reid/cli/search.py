@@ -1,0 +1,106 @@
+"""The gallery search commands: ``index`` embeds a gallery once, ``search`` finds query images in it."""
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, cast
+
+import typer
+
+from .app import Overwrite, app, refuse_to_replace
+
+if TYPE_CHECKING:
+    from ..search import Backend, SearchMetric
+
+__all__ = ["index", "search"]
+
+_METRICS = ("euclidean", "cosine")
+_BACKENDS = ("exact", "faiss")
+
+
+@app.command()
+def index(
+    model: Annotated[Path, typer.Option(help="Model folder: config.yaml, model.safetensors, README.md.")],
+    images: Annotated[Path, typer.Option(help="Folder of gallery images, searched recursively.")],
+    out: Annotated[Path, typer.Option(help="Index folder: created, or an index to finish and extend.")],
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
+    chunk_size: Annotated[
+        int, typer.Option(min=1, help="Images per chunk file: the work a killed run can lose.")
+    ] = 1024,
+    flip: Annotated[
+        bool | None,
+        typer.Option("--flip/--no-flip", help="Average with flipped images; default: the index's, or no."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Delete the index at --out and build it afresh.")
+    ] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Embed every image under IMAGES into the gallery index OUT; only images it lacks are embedded.
+
+    A killed run resumes at the next missing chunk when run again; run it again later to add new images.
+    """
+    from ..commands import index_gallery
+
+    summary = index_gallery(
+        model,
+        images,
+        out,
+        device=device,
+        batch_size=batch_size,
+        flip=flip,
+        chunk_size=chunk_size,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    typer.echo(
+        f"{out}: {summary.total} images in {summary.chunks} chunks "
+        f"({summary.added} new, {summary.embedded} embedded now)"
+    )
+
+
+@app.command()
+def search(
+    index: Annotated[Path, typer.Option(help="Gallery index folder written by stadb-reid index.")],
+    query: Annotated[Path, typer.Option(help="Query image, or a folder of them (searched recursively).")],
+    top_k: Annotated[int, typer.Option(min=1, help="Matches per query.")] = 10,
+    rerank: Annotated[
+        bool, typer.Option("--rerank/--no-rerank", help="k-reciprocal re-ranking of the nearest 100.")
+    ] = False,
+    metric: Annotated[str, typer.Option(help="euclidean or cosine.")] = "euclidean",
+    backend: Annotated[str, typer.Option(help="exact (torch) or faiss (needs faiss-cpu).")] = "exact",
+    model: Annotated[
+        Path | None, typer.Option(help="Model folder; default: the one the index was built with.")
+    ] = None,
+    out_json: Annotated[Path | None, typer.Option(help="JSON report; default: INDEX-search.json.")] = None,
+    out_html: Annotated[Path | None, typer.Option(help="HTML page; default: INDEX-search.html.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(min=1, help="Query images per forward pass.")] = 64,
+    overwrite: Overwrite = False,
+) -> None:
+    """Print the TOP_K nearest gallery images of each query; write them as JSON and as an HTML page."""
+    from ..commands import default_search_outputs, search_gallery
+    from ..search import format_results
+
+    if metric not in _METRICS:
+        raise typer.BadParameter(f"expected euclidean or cosine, got {metric!r}", param_hint="--metric")
+    if backend not in _BACKENDS:
+        raise typer.BadParameter(f"expected exact or faiss, got {backend!r}", param_hint="--backend")
+    default_json, default_html = default_search_outputs(index)
+    json_path, html_path = out_json or default_json, out_html or default_html
+    refuse_to_replace([json_path], overwrite, "--out-json")
+    refuse_to_replace([html_path], overwrite, "--out-html")
+    results = search_gallery(
+        index,
+        query,
+        out_json=json_path,
+        out_html=html_path,
+        model_dir=model,
+        top_k=top_k,
+        metric=cast("SearchMetric", metric),
+        backend=cast("Backend", backend),
+        rerank=rerank,
+        device=device,
+        batch_size=batch_size,
+    )
+    typer.echo(format_results(results))
+    typer.echo(f"wrote {json_path} and {html_path}")

@@ -1,0 +1,79 @@
+"""Embedding a folder of gallery images into a search index, resumably and incrementally.
+
+The index records absolute image paths, so it can be searched from any working directory; see
+:mod:`stadb_reid.search.index` for its layout and for how a killed run resumes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import GalleryIndexError
+from ..inference import ReIDExtractor
+from ..search import DEFAULT_CHUNK_SIZE, GalleryIndex, IndexSummary, build_index, is_index, remove_index
+from .extract import find_images
+
+__all__ = ["index_gallery"]
+
+
+def index_gallery(
+    model_dir: Path,
+    images: Path,
+    out: Path,
+    *,
+    device: str = "cpu",
+    batch_size: int = 64,
+    flip: bool | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> IndexSummary:
+    """Build the index ``out`` of the images under ``images``, or finish and extend the one there.
+
+    An existing index at ``out`` keeps its embeddings: the chunks a killed run did not finish are
+    embedded, then the images not indexed yet. Only its own model (and ``flip`` setting) may extend
+    it; ``overwrite`` deletes it and starts afresh.
+
+    Args:
+        model_dir: A model folder (``config.yaml``, ``model.safetensors``, ``README.md``).
+        images: Folder searched recursively for images (see
+            :func:`~stadb_reid.commands.extract.find_images`).
+        out: The index folder: new, empty, or an index.
+        device: ``cpu`` or ``cuda``.
+        batch_size: Images per forward pass.
+        flip: Average each embedding with that of the mirrored image; default: the existing index's
+            setting, or no.
+        chunk_size: Images per chunk file (what a killed run can lose).
+        overwrite: Replace an existing index instead of extending it.
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        The :class:`~stadb_reid.search.IndexSummary` (images in the index, new, embedded now, chunks).
+
+    Raises:
+        DatasetNotFoundError: ``images`` is not a folder.
+        EmptyDatasetError: ``images`` holds no image.
+        GalleryIndexError: ``out`` is something other than an index, or an index of another model or
+            ``flip`` setting, or damaged.
+        ReIDError: The model folder is incomplete or an image cannot be read (the message names it).
+    """
+    paths = [(images / path).resolve() for path in find_images(images)]
+    if out.exists() and not is_index(out) and (not out.is_dir() or any(out.iterdir())):
+        raise GalleryIndexError(f"{out} exists and is not a gallery index: choose a new --out folder", out)
+    existing = GalleryIndex.open(out) if is_index(out) and not overwrite else None
+    if flip is None:
+        flip = existing.manifest.flip if existing is not None else False
+    extractor = ReIDExtractor(model_dir, device=device, batch_size=batch_size, flip=flip)
+    if existing is not None:
+        existing.check_model(model_dir, extractor.fingerprint)
+    elif is_index(out):
+        remove_index(out)
+    return build_index(
+        out,
+        paths,
+        extractor,
+        model_path=model_dir.resolve(),
+        flip=flip,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
