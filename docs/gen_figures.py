@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import matplotlib
 
@@ -50,6 +51,7 @@ from stadb_layers import (
 )
 from stadb_layers.cbam import z_pool
 from stadb_reid.visualization.curves import training_curves_figure
+from stadb_reid.visualization.sweep import sweep_summary_figure
 
 __all__ = ["FIGURES", "feature_map", "generate"]
 
@@ -388,10 +390,19 @@ REID_RESULTS_DIR = Path(__file__).resolve().parents[1] / "examples" / "stadb_rei
 def reid_result_figures() -> dict[str, Callable[[], Figure]]:
     """Training curves of every committed re-ID run record, named ``reid_<record name>``."""
 
-    def curves(record: Path) -> Callable[[], Figure]:
-        return lambda: training_curves_figure(json.loads(record.read_text())["history"])
+    def curves(history: list[dict[str, float]]) -> Callable[[], Figure]:
+        return lambda: training_curves_figure(history)
 
-    return {f"reid_{record.stem}": curves(record) for record in sorted(REID_RESULTS_DIR.glob("*.json"))}
+    def sweep(report: dict[str, Any]) -> Callable[[], Figure]:
+        per_setting = {s["name"]: {int(k): v for k, v in s["per_seed"].items()} for s in report["settings"]}
+        return lambda: sweep_summary_figure(per_setting, report["name"])
+
+    figures = {}
+    for path in sorted(REID_RESULTS_DIR.glob("*.json")):
+        content = json.loads(path.read_text())
+        # A run's metrics.json draws its curves; a sweep's report its per-seed summary.
+        figures[f"reid_{path.stem}"] = curves(content["history"]) if "history" in content else sweep(content)
+    return figures
 
 
 #: Committed JSON reports of the benchmarks (see benchmarks/RESULTS.md).
