@@ -21,6 +21,7 @@ import numbers
 import torch
 
 __all__ = [
+    "check_bool",
     "check_feature_map",
     "check_in_interval",
     "check_int",
@@ -74,6 +75,13 @@ def check_in_interval(
         interval = f"{'[' if low_closed else '('}{low}, {high}{']' if high_closed else ')'}"
         raise ValueError(f"{name} must lie in {interval}, got {value}")
     return float(value)
+
+
+def check_bool(value: bool, name: str) -> bool:
+    """Return ``value``, or raise ``ValueError`` naming ``name`` unless it is a ``bool`` (not "false")."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+    return value
 
 
 def check_probability(value: float, name: str) -> float:

@@ -14,7 +14,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from stadb_layers._validation import check_feature_map, check_odd_kernel_size, check_positive_int
+from stadb_layers._validation import (
+    check_bool,
+    check_feature_map,
+    check_odd_kernel_size,
+    check_positive_int,
+)
 from stadb_layers.mlp import ChannelMLP
 
 __all__ = ["CBAM", "ChannelGate", "SpatialGate", "z_pool"]
@@ -35,13 +40,6 @@ def _check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
     """Return ``value``, or raise ``ValueError`` naming ``name`` unless it is one of ``choices``."""
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
-
-
-def _check_bool(value: bool, name: str) -> bool:
-    """Return ``value``, or raise ``ValueError`` naming ``name`` unless it is a ``bool`` (not "false")."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
     return value
 
 
@@ -176,14 +174,14 @@ class SpatialGate(nn.Module):
         super().__init__()
         self.kernel_size = check_odd_kernel_size(kernel_size, "kernel_size")
         # Not stored as self.bias: generic init code zeroes any non-None `bias` attribute it finds.
-        bias = _check_bool(bias, "bias")
+        bias = check_bool(bias, "bias")
         self.pool_order = _check_choice(pool_order, "pool_order", _POOL_ORDERS)
         self.conv = nn.Conv2d(
             2, 1, kernel_size, padding=kernel_size // 2, bias=bias, device=device, dtype=dtype
         )
         self.bn: nn.Module = (
             nn.BatchNorm2d(1, eps=1e-5, momentum=0.01, device=device, dtype=dtype)
-            if _check_bool(norm, "norm")
+            if check_bool(norm, "norm")
             else nn.Identity()
         )
         self.gate = gate_layer()
@@ -301,8 +299,8 @@ class CBAM(nn.Module):
         self.channels = check_positive_int(channels, "channels")
         self.reduction = check_positive_int(reduction, "reduction")
         self.kernel_size = check_odd_kernel_size(kernel_size, "kernel_size")
-        self.spatial_bias = _check_bool(spatial_bias, "spatial_bias")
-        self.spatial_norm = _check_bool(spatial_norm, "spatial_norm")
+        self.spatial_bias = check_bool(spatial_bias, "spatial_bias")
+        self.spatial_norm = check_bool(spatial_norm, "spatial_norm")
         self.pool_order = _check_choice(pool_order, "pool_order", _POOL_ORDERS)
         self.gates = _check_choice(gates, "gates", _GATES)
         self.channel_gate: ChannelGate | None = None

@@ -29,24 +29,11 @@ from stadb_reid.engine.preflight import check_dataset_fits
 from stadb_reid.engine.state import ResumePosition
 from stadb_reid.errors import ConfigError
 
-
-@st.composite
-def identity_cases(draw: st.DrawFn) -> tuple[list[int], int, int, int, int]:
-    """Shuffled pids of 1-24 identities with 1-7 images each, P, K, world size and seed."""
-    counts = draw(st.lists(st.integers(1, 7), min_size=1, max_size=24))
-    pids = [pid * 3 - 10 for pid, n in enumerate(counts) for _ in range(n)]  # not 0..N-1
-    order = draw(st.permutations(range(len(pids))))
-    return (
-        [pids[i] for i in order],
-        draw(st.integers(1, 6)),
-        draw(st.integers(1, 5)),
-        draw(st.integers(1, 3)),
-        draw(st.integers(0, 2**31)),
-    )
+from .test_data import sampler_cases
 
 
 @settings(max_examples=150, deadline=None)
-@given(case=identity_cases(), epoch=st.integers(0, 5))
+@given(case=sampler_cases(), epoch=st.integers(0, 5))
 def test_every_identity_at_most_once_and_exactly_once_when_divisible(
     case: tuple[list[int], int, int, int, int], epoch: int
 ) -> None:
@@ -130,7 +117,7 @@ def test_epochs_differ_and_every_identity_takes_part_over_epochs() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(case=identity_cases(), epoch=st.integers(0, 4), data=st.data())
+@given(case=sampler_cases(), epoch=st.integers(0, 4), data=st.data())
 def test_resuming_mid_epoch_yields_the_remaining_batches(
     case: tuple[list[int], int, int, int, int], epoch: int, data: st.DataObject
 ) -> None:
