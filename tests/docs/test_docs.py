@@ -177,6 +177,13 @@ def test_every_bundled_config_is_documented() -> None:
     assert configs and not missing, f"document these bundled configs in docs/reid/configs.md: {missing}"
 
 
+def test_every_bundled_sweep_grid_is_documented() -> None:
+    page = (DOCS / "reid" / "sweeps.md").read_text(encoding="utf-8")
+    grids = sorted(p.stem for p in (ROOT / "examples" / "stadb_reid" / "sweeps").glob("*.yaml"))
+    missing = [name for name in grids if f"| `{name}` |" not in page]
+    assert grids and not missing, f"document these bundled sweep grids in docs/reid/sweeps.md: {missing}"
+
+
 def test_demo_config_row_states_its_size_and_epochs() -> None:
     from stadb_reid.config import load_config
 

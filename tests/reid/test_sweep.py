@@ -145,6 +145,7 @@ def test_one_seed_has_no_interval_and_disjoint_seeds_are_refused() -> None:
         ("runs: {a: {cfg: [x]}}", "runs.a takes only config and set"),
         ("runs: {a: {}}\ncompare: [[a, z]]", "pairs of run names"),
         ("runs: {'a b': {}}", "must be letters"),
+        ("runs: {a: {}}\nseed_keys: [[data]]", "seed_keys must be a list of strings"),
     ],
 )
 def test_bad_grids_are_one_line_errors(tmp_path: Path, content: str, message: str) -> None:
@@ -156,7 +157,22 @@ def test_bad_grids_are_one_line_errors(tmp_path: Path, content: str, message: st
 
 def test_bundled_grids_load() -> None:
     grid = load_grid("table6_cuhk03_pair1")
-    assert set(grid.runs) == {"stadb", "global", "bdb"} and len(grid.seeds) >= 3
+    assert set(grid.runs) == {"stadb", "global", "bdb", "global_drop", "global_attention"}
+    assert len(grid.seeds) >= 3
+
+
+def test_seed_keys_make_the_seed_pick_the_viper_split_too() -> None:
+    from stadb_reid.config import load_config
+
+    grid = load_grid("viper_10splits")
+    assert grid.seeds == tuple(range(10)) and set(grid.runs) == {"stadb", "global", "bdb"}
+    for spec in grid.specs():
+        arguments = spec.train_arguments(Path("out"))
+        assert arguments[-4:] == ["--set", f"data.options.split_seed={spec.seed}", "--seed", str(spec.seed)]
+        config = load_config(
+            list(spec.config), {"seed": spec.seed}, [*spec.settings, arguments[-3]], recipe=grid.recipe
+        )
+        assert config.data.options["split_seed"] == spec.seed
 
 
 def test_cli_names_a_missing_grid(

@@ -11,6 +11,11 @@ Example grid::
       bdb: {config: [bdb]}
       stadb: {}
     compare: [[stadb, global], [stadb, bdb]]   # paired differences to report
+    seed_keys: [data.options.split_seed]   # optional: config keys set to the run's seed as well
+
+``seed_keys`` lets the seed choose more than the initialisation and data order: with VIPeR's
+``data.options.split_seed`` every seed is also another train/test split (the 10-split protocol), and
+a paired difference then compares two networks on the same split.
 
 A run's command line is an ordinary ``stadb-reid train``, so any run can be repeated by hand.
 """
@@ -27,7 +32,7 @@ from ...errors import ConfigError
 __all__ = ["BUNDLED_GRID_DIR", "RunSpec", "SweepGrid", "load_grid"]
 
 BUNDLED_GRID_DIR = Path(__file__).resolve().parents[2] / "sweeps"
-_GRID_KEYS = {"name", "config", "set", "seeds", "runs", "compare", "recipe"}
+_GRID_KEYS = {"name", "config", "set", "seeds", "runs", "compare", "recipe", "seed_keys"}
 _RUN_KEYS = {"config", "set"}
 
 
@@ -40,6 +45,7 @@ class RunSpec:
     config: tuple[str, ...]
     settings: tuple[str, ...]
     recipe: str | None = None
+    seed_keys: tuple[str, ...] = ()
 
     @property
     def folder(self) -> str:
@@ -53,7 +59,7 @@ class RunSpec:
             arguments += ["--recipe", self.recipe]
         for file in self.config:
             arguments += ["--config", file]
-        for setting in self.settings:
+        for setting in (*self.settings, *(f"{key}={self.seed}" for key in self.seed_keys)):
             arguments += ["--set", setting]
         return [*arguments, "--seed", str(self.seed)]
 
@@ -67,13 +73,14 @@ class SweepGrid:
     runs: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
     compare: tuple[tuple[str, str], ...] = ()
     recipe: str | None = None
+    seed_keys: tuple[str, ...] = ()
     source: dict[str, Any] = field(default_factory=dict)
 
     def specs(self, recipe: str | None = None) -> list[RunSpec]:
         """Every run, seed-major: the first seed of every setting comes before any second seed."""
         chosen = recipe if recipe is not None else self.recipe
         return [
-            RunSpec(name, seed, config, settings, chosen)
+            RunSpec(name, seed, config, settings, chosen, self.seed_keys)
             for seed in self.seeds
             for name, (config, settings) in self.runs.items()
         ]
@@ -123,8 +130,9 @@ def load_grid(path: str | Path) -> SweepGrid:
     recipe = content.get("recipe")
     if recipe is not None and not isinstance(recipe, str):
         raise ConfigError(f"{file}: recipe must be a name, got {recipe!r}")
+    seed_keys = _strings(content.get("seed_keys", []), f"{file}: seed_keys")
     name = content.get("name", file.stem)
-    return SweepGrid(str(name), tuple(seeds), runs, tuple(compare), recipe, content)
+    return SweepGrid(str(name), tuple(seeds), runs, tuple(compare), recipe, seed_keys, content)
 
 
 def _resolve(path: Path) -> Path:
