@@ -49,7 +49,7 @@ from stadb_layers import (
     self_threshold_drop,
     soft_margin_batch_hard_triplet,
 )
-from stadb_layers.cbam import z_pool
+from stadb_layers.spatial_gate import z_pool
 from stadb_reid.visualization.curves import training_curves_figure
 from stadb_reid.visualization.sweep import sweep_summary_figure
 

@@ -22,6 +22,7 @@ import torch
 
 __all__ = [
     "check_bool",
+    "check_choice",
     "check_feature_map",
     "check_in_interval",
     "check_int",
@@ -81,6 +82,13 @@ def check_bool(value: bool, name: str) -> bool:
     """Return ``value``, or raise ``ValueError`` naming ``name`` unless it is a ``bool`` (not "false")."""
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+def check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    """Return ``value``, or raise ``ValueError`` naming ``name`` unless it is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
 
 

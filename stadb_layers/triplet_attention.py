@@ -13,7 +13,7 @@ from einops.layers.torch import Rearrange
 from torch import Tensor, nn
 
 from stadb_layers._validation import check_feature_map, check_odd_kernel_size, check_positive_int
-from stadb_layers.cbam import SpatialGate, z_pool
+from stadb_layers.spatial_gate import SpatialGate, z_pool
 
 __all__ = ["TripletAttention"]
 
@@ -42,14 +42,15 @@ class TripletAttention(nn.Module):
       axis, as in the official ``x.permute(0, 3, 2, 1)``);
     * ``hw``: pool over :math:`C`, convolve over the :math:`(H, W)` plane (the usual spatial attention).
 
-    Each branch is a :class:`~stadb_layers.cbam.SpatialGate`, CBAM's spatial attention, applied as in the
-    official code to the input permuted so that the pooled dimension comes first (its batch norm uses the
-    official ``eps=1e-5, momentum=0.01``). Rather than permuting and copying the whole input, this layer
-    Z-pools (:func:`~stadb_layers.cbam.z_pool`) along the right dimension, passes the small pooled map to
-    :meth:`~stadb_layers.cbam.SpatialGate.attention_from_pooled`, rotates back only the gate and
-    multiplies the input once by the sum of the three gates; the result is the same up to rounding. The
-    rotations are einops ``Rearrange`` layers (no parameters or buffers, so they add nothing to the
-    state dict), which TorchScript, ``torch.compile`` and ONNX export all handle.
+    Each branch is a :class:`~stadb_layers.spatial_gate.SpatialGate`, CBAM's spatial attention, applied
+    as in the official code to the input permuted so that the pooled dimension comes first (its batch
+    norm uses the official ``eps=1e-5, momentum=0.01``). Rather than permuting and copying the whole
+    input, this layer Z-pools (:func:`~stadb_layers.spatial_gate.z_pool`) along the right dimension,
+    passes the small pooled map to :meth:`~stadb_layers.spatial_gate.SpatialGate.attention_from_pooled`,
+    rotates back only the gate and multiplies the input once by the sum of the three gates; the result
+    is the same up to rounding. The rotations are einops ``Rearrange`` layers (no parameters or
+    buffers, so they add nothing to the state dict), which TorchScript, ``torch.compile`` and ONNX
+    export all handle.
 
     Reference:
         Misra et al., "Rotate to Attend: Convolutional Triplet Attention Module", WACV 2021.

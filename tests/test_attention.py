@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from stadb_layers.cbam import CBAM, ChannelGate, SpatialGate, z_pool
+from stadb_layers.cbam import CBAM, ChannelGate
 from stadb_layers.create_attention import create_attention
 from stadb_layers.mlp import ChannelMLP
 from stadb_layers.se import SE
+from stadb_layers.spatial_gate import SpatialGate, z_pool
 from stadb_layers.srm import SRM
 from stadb_layers.triplet_attention import TripletAttention
 

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from stadb_layers import CBAM, create_attention
-from stadb_layers.cbam import ChannelGate, SpatialGate, z_pool
+from stadb_layers.cbam import ChannelGate
+from stadb_layers.spatial_gate import SpatialGate, z_pool
 
 from .layer_testing import BadInput, BaseLayerTests, feature_map_bad_inputs
 from .test_attention import Shape, bn_ref, randn, randomize_
