@@ -1,0 +1,214 @@
+"""The configuration schema: typed dataclasses with their defaults, and the enums of the choice keys.
+
+OmegaConf merges YAML files onto these dataclasses (:mod:`.files`), so a misspelt key or a wrong
+type in a config file is an error that names the key, not a silently ignored setting.
+"""
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+__all__ = [
+    "AmpMode",
+    "AttentionType",
+    "CBAMConfig",
+    "Choice",
+    "ClassifierInit",
+    "Config",
+    "DataConfig",
+    "DistanceMetric",
+    "EpochMode",
+    "EvalConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "Variant",
+]
+
+
+class Choice(str, Enum):
+    """A config value with a fixed set of spellings: compares equal to, and prints as, its value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Variant(Choice):
+    """Which heads run: the ablations of the paper's Table 6, and the BDB comparator."""
+
+    GLOBAL = "global"
+    GLOBAL_DROP = "global_drop"
+    GLOBAL_ATTENTION = "global_attention"
+    STADB = "stadb"
+    BDB = "bdb"
+
+
+class AttentionType(Choice):
+    """The attention module of the second head (the paper's Table 8); names of ``create_attention``."""
+
+    CBAM = "cbam"
+    SE = "se"
+    SRM = "srm"
+    TRIPLET = "triplet"
+
+
+class ClassifierInit(Choice):
+    """Initial weights of the identity classifiers: N(0, 0.001), or the STADB authors' Kaiming normal."""
+
+    NORMAL = "normal"
+    KAIMING = "kaiming"
+
+
+class EpochMode(Choice):
+    """What a training epoch covers: every image once, or every identity once (the STADB authors' code)."""
+
+    IMAGES = "images"
+    IDENTITIES = "identities"
+
+
+class AmpMode(Choice):
+    """Mixed precision: off (fp32), bf16 (CPU and CUDA) or fp16 with loss scaling (CUDA)."""
+
+    OFF = "off"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+class DistanceMetric(Choice):
+    """Distance between embeddings at evaluation."""
+
+    EUCLIDEAN = "euclidean"
+    SQEUCLIDEAN = "sqeuclidean"
+    COSINE = "cosine"
+
+
+@dataclass
+class DataConfig:
+    """Dataset and input pipeline.
+
+    ``epoch``: ``images`` (every training image about once, ``PKSampler``) or ``identities`` (every
+    identity once with K images, ``num_ids // num_identities`` batches, as the STADB authors' code).
+    Augmentation after resizing and a random flip: ``padding`` (zero padding and random crop back,
+    0 disables it), then on the normalised tensor ``cutout_prob`` / ``cutout_size`` (one square
+    filled with the mean colour, ``Cutout``) and ``erasing_prob`` (random erasing). The authors' code
+    is ``epoch=identities, padding=0, erasing_prob=0, cutout_prob=0.5, cutout_size=64``.
+    """
+
+    dataset: str = "synthetic"
+    root: str = "data/synthetic"
+    height: int = 384
+    width: int = 128
+    num_identities: int = 32
+    num_instances: int = 4
+    num_workers: int = 4
+    test_batch_size: int = 128
+    options: dict[str, Any] = field(default_factory=dict)
+    epoch: EpochMode = EpochMode.IMAGES
+    padding: int = 10
+    erasing_prob: float = 0.5
+    cutout_prob: float = 0.0
+    cutout_size: int = 64
+
+
+@dataclass
+class CBAMConfig:
+    """Keyword arguments of ``stadb_layers.CBAM``, used when ``model.attention`` is ``cbam``.
+
+    The defaults are the CBAM paper's module; the STADB authors' code uses ``reduction=4``,
+    ``kernel_size=3``, ``spatial_bias=True``, ``spatial_norm=False`` and ``pool_order="avg_max"``.
+    ``pool_order`` is ``max_mean`` or ``avg_max``; ``gates`` is ``channel_spatial``, ``channel`` or
+    ``spatial``.
+    """
+
+    reduction: int = 16
+    kernel_size: int = 7
+    spatial_bias: bool = False
+    spatial_norm: bool = True
+    pool_order: str = "max_mean"
+    gates: str = "channel_spatial"
+
+
+@dataclass
+class ModelConfig:
+    """Network variant and its hyper-parameters (paper values by default).
+
+    ``backbone`` is a timm ResNet name, optionally with a weight tag (``resnet50.tv_in1k``: torchvision's
+    ImageNet weights, where the STADB authors start; plain ``resnet50`` is timm's default tag). The other
+    options reproduce the STADB authors' code where it departs from the paper:
+    ``extra_bottleneck=false`` leaves out the second head's extra Bottleneck (built but not called
+    there); ``eval_attention=false`` skips the attention module at test time (its drop module passes
+    its input through in eval mode); ``freeze_bnneck=true`` keeps the BatchNorm before each classifier
+    at its initial weight 1 and bias 0 (left out of the optimiser); ``classifier_init=kaiming``
+    initialises the classifiers with Kaiming normal (fan_out) weights.
+    """
+
+    variant: Variant = Variant.STADB
+    attention: AttentionType = AttentionType.CBAM
+    alpha: float = 0.8
+    rho: float = 0.25
+    backbone: str = "resnet50"
+    pretrained: bool = True
+    weights: str | None = None
+    extra_bottleneck: bool = True
+    eval_attention: bool = True
+    freeze_bnneck: bool = False
+    classifier_init: ClassifierInit = ClassifierInit.NORMAL
+    cbam: CBAMConfig = field(default_factory=CBAMConfig)
+
+
+@dataclass
+class OptimConfig:
+    """Adam with the paper's warm-up and step schedule.
+
+    ``lr(epoch) = base_lr * (epoch // warmup_step + 1) * warmup_step / warmup_epochs`` below
+    ``warmup_epochs``, then ``base_lr`` times ``gamma`` per milestone passed.
+    """
+
+    epochs: int = 600
+    base_lr: float = 1e-3
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 50
+    warmup_step: int = 5
+    milestones: list[int] = field(default_factory=lambda: [200, 300])
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation settings.
+
+    ``every``: epochs between interim test evaluations (0: the final one only); with it, the run also
+    reports the best-on-test epoch (selected by rank-1 on the test set, so not a held-out estimate).
+    ``flip``: average the raw embeddings of each image and its mirror. ``ap_at``: also report the mAP
+    truncated at this rank, ``AP@N = (1/P) * sum over hits k with rank r_k <= N of k / r_k`` (P: all
+    correct matches), as the STADB authors' code does; 0 reports the standard full mAP only.
+    """
+
+    every: int = 0
+    flip: bool = False
+    rerank: bool = False
+    metric: DistanceMetric = DistanceMetric.EUCLIDEAN
+    ap_at: int = 0
+
+
+@dataclass
+class Config:
+    """Everything a training run needs.
+
+    ``amp`` is ``off``, ``bf16`` or ``fp16`` (CUDA only); ``channels_last`` trains in NHWC memory
+    format; ``compile`` wraps the training model in ``torch.compile``; ``deterministic`` asks torch
+    for deterministic kernels (with the per-image augmentation seeds, a CPU run is then bit-exact
+    across restarts and resumes).
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_dir: str = "outputs/run"
+    device: str = "cpu"
+    amp: AmpMode = AmpMode.OFF
+    channels_last: bool = False
+    compile: bool = False
+    deterministic: bool = False
+    seed: int = 0
