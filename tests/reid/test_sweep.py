@@ -72,7 +72,9 @@ def test_runs_seed_major_and_write_the_report(tmp_path: Path) -> None:
     assert {s["name"]: s["mean"]["rank1"] for s in report["settings"]} == {"a": 10.5, "b": 10.5}
     record = json.loads((output / "a/seed1" / RECORD_NAME).read_text())
     assert record["seed"] == 1 and record["train_images_per_second"] == 2.0  # 5 steps x 4 images / 10 s
-    assert {"platform", "processor", "threads", "torch"} <= set(record["machine"])
+    assert {"platform", "processor", "cpu_capability", "cpu_native_bf16", "threads", "torch"} <= set(
+        record["machine"]
+    )
     assert (output / "report.md").read_text().count("| a |") == 1
     assert (output / "report.png").stat().st_size > 0
 

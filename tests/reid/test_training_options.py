@@ -56,6 +56,26 @@ def test_precision_errors_name_the_option(mode: str, device: str, message: str) 
         Precision(mode, device)
 
 
+@pytest.mark.parametrize(
+    ("capabilities", "mode", "device", "warns"),
+    [
+        ({"architecture": "x86_64", "avx2": True}, "bf16", "cpu", True),
+        ({"architecture": "x86_64", "avx512_bf16": True}, "bf16", "cpu", False),
+        ({"architecture": "x86_64", "amx_bf16": True}, "bf16", "cpu", False),
+        ({"architecture": "x86_64", "avx2": True}, "off", "cpu", False),
+        ({"architecture": "x86_64", "avx2": True}, "bf16", "cuda", False),
+        ({"architecture": "arm64", "bf16": True}, "bf16", "cpu", False),  # not judged off x86
+    ],
+)
+def test_bf16_on_a_cpu_that_emulates_it_is_flagged(
+    monkeypatch: pytest.MonkeyPatch, capabilities: dict[str, object], mode: str, device: str, warns: bool
+) -> None:
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    warning = Precision(mode, device).warning
+    assert (warning is not None) == warns
+    assert warning is None or "--amp off" in warning
+
+
 def test_bf16_and_channels_last_train_close_to_fp32() -> None:
     fp32, reference = run_steps("off")
     bf16, model = run_steps("bf16", channels_last=True)

@@ -8,10 +8,23 @@ import torch
 
 from ..config import AmpMode, ConfigError
 
-__all__ = ["AMP_MODES", "Precision"]
+__all__ = ["AMP_MODES", "Precision", "cpu_has_native_bf16"]
 
 #: The accepted values of ``config.amp`` / ``--amp``.
 AMP_MODES = tuple(mode.value for mode in AmpMode)
+
+
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); ``None`` where torch cannot tell.
+
+    Without it oneDNN emulates bf16, and bf16 autocast is far slower than fp32: on a 2-core AVX2 VM a
+    ResNet-50 step at 64 x 32, batch 64, took about 36 s in bf16 against 2 s in fp32.
+    """
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if capabilities is None or capabilities().get("architecture") != "x86_64":
+        return None
+    found = capabilities()
+    return bool(found.get("avx512_bf16") or found.get("amx_bf16"))
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,16 @@ class Precision:
     def dtype(self) -> torch.dtype | None:
         """The autocast dtype, or ``None`` for fp32."""
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.mode)
+
+    @property
+    def warning(self) -> str | None:
+        """A line for the log when this mode will be slow here (bf16 on a CPU that emulates it)."""
+        if self.mode == "bf16" and self.device_type == "cpu" and cpu_has_native_bf16() is False:
+            return (
+                "warning: this CPU has no AVX512-BF16 or AMX, so bf16 autocast is emulated and much "
+                "slower than fp32; use --amp off"
+            )
+        return None
 
     @property
     def needs_grad_scaler(self) -> bool:

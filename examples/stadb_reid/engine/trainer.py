@@ -138,6 +138,8 @@ def _train(
         log, progress = (lambda _: None), False
     device = context.device
     precision = Precision(config.amp, device.type)
+    if precision.warning:
+        log(precision.warning)
     seed_everything(config.seed)
     output_dir = Path(config.output_dir)
     checkpoint_path = output_dir / CHECKPOINT_NAME

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ...engine.precision import cpu_has_native_bf16
 from ...engine.preflight import METRICS_NAME
 from ...errors import ConfigError, ReIDError, TrainingInterruptedError
 from .grid import RunSpec
@@ -179,10 +180,12 @@ def _record(
 
 
 def machine_description(threads: int) -> dict[str, Any]:
-    """Where a run ran: the platform, CPU, core count, threads per run, Python and torch versions."""
+    """Where a run ran: platform, CPU (model, vector ISA, native bf16), cores, threads, Python, torch."""
     return {
         "platform": platform.platform(),
         "processor": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "cpu_count": os.cpu_count(),
         "threads": threads,
         "python": platform.python_version(),
