@@ -185,6 +185,14 @@ def test_cli_names_a_missing_grid(
     assert_one_line_error(code, err, "sweep grid not found")
 
 
+def test_a_report_of_no_finished_run_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    arguments = ["sweep", str(write_grid(tmp_path)), "--output-dir", str(tmp_path / "out"), "--report-only"]
+    code, _, err = run_cli(arguments, monkeypatch, capsys)
+    assert_one_line_error(code, err, "no finished run of grid fake")
+
+
 def test_a_tiny_real_sweep_end_to_end(tmp_path: Path) -> None:
     tiny = (
         "data.options={num_train_identities: 3, num_test_identities: 2, num_cameras: 2, "

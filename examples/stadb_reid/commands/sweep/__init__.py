@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ...errors import ConfigError
 from .grid import BUNDLED_GRID_DIR, RunSpec, SweepGrid, load_grid
 from .report import REPORT_NAMES, build_report, markdown_report, write_report
 from .runner import RECORD_NAME, SweepFailedError, read_record, run_sweep
@@ -64,6 +65,10 @@ def sweep(
         except SweepFailedError as error:
             failure = error  # the finished runs are still reported
     records = [record for spec in specs if (record := read_record(output_dir, spec)) is not None]
+    if not records:
+        if failure is not None:
+            raise failure
+        raise ConfigError(f"{output_dir} holds no finished run of grid {grid.name}: nothing to report yet")
     command = shlex.join(
         ["stadb-reid", "sweep", str(grid_path), "--output-dir", str(output_dir), "--jobs", str(jobs)]
         + (["--recipe", recipe] if recipe else [])
