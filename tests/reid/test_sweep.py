@@ -159,7 +159,8 @@ def test_bad_grids_are_one_line_errors(tmp_path: Path, content: str, message: st
 
 def test_bundled_grids_load() -> None:
     grid = load_grid("table6_cuhk03_pair1")
-    assert set(grid.runs) == {"stadb", "global", "bdb"} and len(grid.seeds) >= 3
+    assert set(grid.runs) == {"stadb", "global", "bdb", "global_drop", "global_attention"}
+    assert len(grid.seeds) >= 3
 
 
 def test_seed_keys_make_the_seed_pick_the_viper_split_too() -> None:
