@@ -83,7 +83,11 @@ def _pairwise_euclidean(x: Tensor, scale: Tensor) -> Tensor:
     # module constant: TorchScript cannot read global floats.)
     floor = 1e-12
     gram = x @ x.t()
-    sq_norms = gram.diagonal()
+    # The squared norms are the Gram matrix's own diagonal (so that D_ii = 0 exactly), read by a masked
+    # sum rather than the view gram.diagonal(): torch.compile (inductor, torch 2.14, CPU) overwrote the
+    # Gram buffer in place in the backward while still reading that view, and the gradients were wrong.
+    eye = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
+    sq_norms = torch.where(eye, gram, torch.zeros_like(gram)).sum(dim=1)
     squared = (sq_norms.unsqueeze(1) + sq_norms.unsqueeze(0)) - 2.0 * gram
     apart = squared > floor
     dist = torch.where(apart, squared.clamp(min=floor).sqrt(), torch.zeros_like(squared))
