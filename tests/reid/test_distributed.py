@@ -1,5 +1,6 @@
 """Data-parallel training on 2 CPU processes (gloo) against a single process on the same global batch."""
 
+import gc
 import json
 import os
 import socket
@@ -9,16 +10,21 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parameters_to_vector
 
 from stadb_layers import RandomBranchSelector, SoftMarginBatchHardTriplet
 from stadb_reid.commands import evaluate_checkpoint
+from stadb_reid.config import load_config
+from stadb_reid.engine import train
 from stadb_reid.engine.distributed import DistributedContext
 from stadb_reid.engine.precision import Precision
 from stadb_reid.engine.trainer import TrainStep, reid_loss
 from stadb_reid.model import STADBNet, TrainOutput
+
+from .test_run_guards import SETTINGS
 
 WORLD_SIZE = 2
 STEPS = 3
@@ -44,10 +50,14 @@ def global_batch() -> tuple[torch.Tensor, torch.Tensor]:
     return images, pids
 
 
-def run_rank(rank: int, port: int, results: Path) -> None:
+def set_torchrun_environment(rank: int, port: int) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE)
     )
+
+
+def run_rank(rank: int, port: int, results: Path) -> None:
+    set_torchrun_environment(rank, port)
     context = DistributedContext.from_environment(torch.device("cpu"))
     model = make_model()
     ddp = DistributedDataParallel(model, find_unused_parameters=True)
@@ -122,3 +132,25 @@ def test_torchrun_trains_and_rank_zero_alone_writes(tmp_path: Path) -> None:
     evaluated = evaluate_checkpoint(output_dir / "checkpoint.pt", {}, progress=False)
     for key in ("rank1", "rank5", "mAP", "mINP"):
         assert evaluated[key] == pytest.approx(metrics[key], abs=1e-9), key
+
+
+def train_rank(rank: int, port: int, tmp_path: Path) -> None:
+    set_torchrun_environment(rank, port)
+    overrides = {
+        "data.dataset": "synthetic",
+        "data.root": str(tmp_path / "data"),
+        "output_dir": str(tmp_path / "run"),
+    }
+    config = load_config([], overrides, [*SETTINGS, "data.options.num_train_identities=4", "optim.epochs=1"])
+    train(config, progress=False, log=lambda _: None)
+    # No collection here: what train() left behind is what interpreter exit would have to free.
+    models = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+    (tmp_path / f"{rank}.json").write_text(json.dumps({"models": models, "group": dist.is_initialized()}))
+
+
+def test_train_frees_the_ddp_model_before_it_leaves_the_process_group(tmp_path: Path) -> None:
+    # A DDP model still alive at interpreter exit aborted a torchrun rank ("terminate called without an
+    # active exception") when gloo's pending work was freed during finalisation.
+    mp.start_processes(train_rank, args=(free_port(), tmp_path), nprocs=WORLD_SIZE, start_method="spawn")
+    for rank in range(WORLD_SIZE):
+        assert json.loads((tmp_path / f"{rank}.json").read_text()) == {"models": 0, "group": False}

@@ -5,6 +5,7 @@
 use torchrun's own ``--nnodes``/``--rdzv-*`` flags. A plain ``stadb-reid train`` is a world of one.
 """
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -79,6 +80,9 @@ class DistributedContext:
     def close(self) -> None:
         """Leave the process group, if this context created it."""
         if self.owns_process_group and dist.is_initialized():
+            # A DistributedDataParallel model in a reference cycle (the loop and its hooks) holds the
+            # group until a collection; left to interpreter exit, freeing gloo's work aborted the process.
+            gc.collect()
             dist.destroy_process_group()
 
 
