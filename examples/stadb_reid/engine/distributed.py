@@ -9,10 +9,10 @@ import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.distributed.nn.functional import all_gather
 
 __all__ = ["DistributedContext", "gather_batch"]
 
@@ -97,7 +97,31 @@ def gather_batch(tensor: torch.Tensor, context: DistributedContext) -> torch.Ten
     if not context.is_distributed:
         return tensor
     if tensor.requires_grad:
-        return torch.cat(all_gather(tensor), dim=0)
-    pieces = [torch.empty_like(tensor) for _ in range(context.world_size)]
-    dist.all_gather(pieces, tensor.contiguous())
+        gathered: torch.Tensor = _GatherRows.apply(tensor, context.rank, context.world_size)
+        return gathered
+    return _all_gather_rows(tensor, context.world_size)
+
+
+def _all_gather_rows(tensor: torch.Tensor, world_size: int) -> torch.Tensor:
+    tensor = tensor.contiguous()
+    pieces = [torch.empty_like(tensor) for _ in range(world_size)]
+    dist.all_gather(pieces, tensor)
     return torch.cat(pieces, dim=0)
+
+
+class _GatherRows(torch.autograd.Function):
+    """All-gather along rows; the backward sums the gradients of this rank's rows over all ranks.
+
+    Ours rather than ``torch.distributed.nn.functional.all_gather``, which torch 2.14 deprecates.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+        ctx.rank, ctx.world_size = rank, world_size
+        return _all_gather_rows(tensor, world_size)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        grad = grad.clone(memory_format=torch.contiguous_format)  # all_reduce works in place
+        dist.all_reduce(grad)
+        return grad.chunk(ctx.world_size)[ctx.rank], None, None
