@@ -59,15 +59,15 @@ def _check_inputs(features: Tensor, labels: Tensor) -> None:
         )
 
 
-def _pairwise_euclidean(x: Tensor, scale: Tensor) -> Tensor:
+def _pairwise_euclidean(x: Tensor, scale: Tensor, eye: Tensor) -> Tensor:
     """Euclidean distance matrix of the rows of ``x`` (N >= 1, D >= 1) from the Gram matrix.
 
-    ``scale`` is ``x.detach().abs().amax()``, which the caller also needs. The features are rescaled to a
-    largest coordinate of 1 and centred before the Gram matrix is formed: the distances do not change, but
-    huge inputs cannot overflow and a large common offset does not cancel catastrophically. The scales are
-    detached, which is exact because the distance is positively homogeneous of degree one. The diagonal is
-    exactly zero, and squared distances at or below the floor (coinciding rows) give exactly zero with a zero
-    gradient instead of the infinite slope of ``sqrt`` at 0.
+    ``scale`` is ``x.detach().abs().amax()`` and ``eye`` the boolean identity matrix, which the caller
+    also needs. The features are rescaled to a largest coordinate of 1 and centred before the Gram matrix
+    is formed: the distances do not change, but huge inputs cannot overflow and a large common offset does
+    not cancel catastrophically. The scales are detached, which is exact because the distance is positively
+    homogeneous of degree one. The diagonal is exactly zero, and squared distances at or below the floor
+    (coinciding rows) give exactly zero with a zero gradient instead of the infinite slope of ``sqrt`` at 0.
     """
     one = torch.ones((), dtype=x.dtype, device=x.device)
     scale = torch.where(scale > 0, scale, one)
@@ -86,7 +86,6 @@ def _pairwise_euclidean(x: Tensor, scale: Tensor) -> Tensor:
     # The squared norms are the Gram matrix's own diagonal (so that D_ii = 0 exactly), read by a masked
     # sum rather than the view gram.diagonal(): torch.compile (inductor, torch 2.14, CPU) overwrote the
     # Gram buffer in place in the backward while still reading that view, and the gradients were wrong.
-    eye = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
     sq_norms = torch.where(eye, gram, torch.zeros_like(gram)).sum(dim=1)
     squared = (sq_norms.unsqueeze(1) + sq_norms.unsqueeze(0)) - 2.0 * gram
     apart = squared > floor
@@ -111,9 +110,9 @@ def _batch_hard_loss(
     # 0, or NaN when a feature is NaN or infinite: added to every anchor's loss, because the masks below
     # would turn NaN distances into a finite loss (ln 2 with the soft margin). No device sync.
     nonfinite = magnitude * 0.0
-    dist = _pairwise_euclidean(x, magnitude)
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)
     eye = torch.eye(n, dtype=torch.bool, device=x.device)
+    dist = _pairwise_euclidean(x, magnitude, eye)
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
     positive = same & ~eye
     negative = ~(same | eye)  # eye: a label that is not equal to itself (NaN) is never its own negative
 

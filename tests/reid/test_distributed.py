@@ -17,14 +17,13 @@ from torch.nn.utils import parameters_to_vector
 
 from stadb_layers import RandomBranchSelector, SoftMarginBatchHardTriplet
 from stadb_reid.commands import evaluate_checkpoint
-from stadb_reid.config import load_config
 from stadb_reid.engine import train
 from stadb_reid.engine.distributed import DistributedContext
 from stadb_reid.engine.precision import Precision
 from stadb_reid.engine.trainer import TrainStep, reid_loss
 from stadb_reid.model import STADBNet, TrainOutput
 
-from .test_run_guards import SETTINGS
+from .test_run_guards import tiny_config
 
 WORLD_SIZE = 2
 STEPS = 3
@@ -136,12 +135,7 @@ def test_torchrun_trains_and_rank_zero_alone_writes(tmp_path: Path) -> None:
 
 def train_rank(rank: int, port: int, tmp_path: Path) -> None:
     set_torchrun_environment(rank, port)
-    overrides = {
-        "data.dataset": "synthetic",
-        "data.root": str(tmp_path / "data"),
-        "output_dir": str(tmp_path / "run"),
-    }
-    config = load_config([], overrides, [*SETTINGS, "data.options.num_train_identities=4", "optim.epochs=1"])
+    config = tiny_config(tmp_path, 1, "data.options.num_train_identities=4")  # 2 per rank
     train(config, progress=False, log=lambda _: None)
     # No collection here: what train() left behind is what interpreter exit would have to free.
     models = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())

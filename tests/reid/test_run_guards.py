@@ -33,14 +33,14 @@ SETTINGS = [
 ]
 
 
-def tiny_config(tmp_path: Path, epochs: int) -> Any:
+def tiny_config(tmp_path: Path, epochs: int, *settings: str) -> Any:
     overrides = {
         "data.dataset": "synthetic",
         "data.root": str(tmp_path / "synthetic"),
         "output_dir": str(tmp_path / "run"),
         "optim.epochs": epochs,
     }
-    return load_config([], overrides, SETTINGS)
+    return load_config([], overrides, [*SETTINGS, *settings])
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(
