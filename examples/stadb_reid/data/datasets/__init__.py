@@ -26,6 +26,8 @@ cuhk03        CUHK03-NP: ``cuhk03-np/{labeled,detected}/{bounding_box_train,quer
 msmt17        ``MSMT17_V1/{train,test}/`` or ``MSMT17_V2/{mask_train_v2,mask_test_v2}/`` with
               ``list_{train,val,query,gallery}.txt``
 viper         ``cam_a/``, ``cam_b/`` with ``NNN_ANGLE.bmp``; a seeded 316/316 identity split
+celeb_reid    ``train/``, ``query/``, ``gallery/`` with ``12_3_0.jpg`` (identity, image number; no
+              cameras: see :mod:`~stadb_reid.data.datasets.celeb_reid`)
 folder        ``train/<pid>/``, ``query/<pid>/``, ``gallery/<pid>/`` (generic custom data)
 synthetic     procedural persons generated into ``root`` (Market-1501 layout), see
               :mod:`stadb_reid.data.synthetic`
@@ -63,6 +65,7 @@ Examples:
 """
 
 from stadb_reid.data.datasets.base import IMAGE_EXTENSIONS, ReIDDataset, ReIDSample
+from stadb_reid.data.datasets.celeb_reid import load_celeb_reid
 from stadb_reid.data.datasets.cuhk03 import load_cuhk03
 from stadb_reid.data.datasets.dukemtmc import load_dukemtmc
 from stadb_reid.data.datasets.folder import load_folder
@@ -106,6 +109,7 @@ __all__ = [
     "available_datasets",
     "build_dataset",
     "dataset_from_config",
+    "load_celeb_reid",
     "load_cuhk03",
     "load_dukemtmc",
     "load_folder",

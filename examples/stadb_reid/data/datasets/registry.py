@@ -111,7 +111,7 @@ def available_datasets() -> list[str]:
 
     Examples:
         >>> available_datasets()
-        ['cuhk03', 'dukemtmc', 'folder', 'market1501', 'msmt17', 'synthetic', 'viper']
+        ['celeb_reid', 'cuhk03', 'dukemtmc', 'folder', 'market1501', 'msmt17', 'synthetic', 'viper']
     """
     return sorted(_REGISTRY)
 
@@ -123,7 +123,7 @@ def build_dataset(name: str, root: str | os.PathLike[str], **options: Any) -> Re
         name: One of :func:`available_datasets`.
         root: Dataset folder (see the adapter for what it may point at).
         **options: Adapter options: ``labeled`` (cuhk03), ``use_val`` (msmt17),
-            ``split_seed``/``num_train_ids`` (viper), generator options (synthetic).
+            ``split_seed``/``num_train_ids`` (viper), ``camera_filter`` (celeb_reid), generator options (synthetic).
 
     Returns:
         What the adapter returns.
@@ -136,7 +136,7 @@ def build_dataset(name: str, root: str | os.PathLike[str], **options: Any) -> Re
         >>> build_dataset("market", "data")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        stadb_reid.errors.UnknownDatasetError: unknown dataset 'market'; available: cuhk03, ...
+        stadb_reid.errors.UnknownDatasetError: unknown dataset 'market'; available: celeb_reid, ...
     """
     factory = _REGISTRY.get(name.lower())
     if factory is None:
@@ -163,7 +163,7 @@ def dataset_from_config(data: DataConfig) -> ReIDDataset:
         >>> dataset_from_config(DataConfig(dataset="nope"))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        stadb_reid.errors.UnknownDatasetError: unknown dataset 'nope'; available: cuhk03, ...
+        stadb_reid.errors.UnknownDatasetError: unknown dataset 'nope'; available: celeb_reid, ...
     """
     return build_dataset(data.dataset, data.root, **data.options)
 
