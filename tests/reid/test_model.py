@@ -51,6 +51,8 @@ def test_parameter_count_matches_the_paper_with_the_unused_fc(stadb: STADBNet) -
 @pytest.mark.parametrize(
     ("variant", "regulariser", "embedding_dim"),
     [
+        (Variant.ATTENTION, CBAM, 1024),
+        (Variant.DROP, RandomBranchSelector, 1024),
         (Variant.GLOBAL, None, 512),
         (Variant.GLOBAL_DROP, RandomBranchSelector, 1536),
         (Variant.GLOBAL_ATTENTION, CBAM, 1536),
@@ -64,9 +66,12 @@ def test_ablation_variants(variant: Variant, regulariser: type | None, embedding
     else:
         assert model.branch is not None and isinstance(model.branch.regulariser, regulariser)
     assert model.embedding_dim == embedding_dim
+    assert (model.global_head is None) == (variant in (Variant.ATTENTION, Variant.DROP))
     model.train()
     output = model(torch.randn(2, 3, 64, 32))
-    assert isinstance(output, TrainOutput) and len(output.features) == (1 if regulariser is None else 2)
+    assert isinstance(output, TrainOutput) and len(output.features) == len(model.heads)
+    assert sum(feature.shape[1] for feature in output.features) == embedding_dim
+    assert tuple(model.eval()(torch.randn(2, 3, 64, 32)).shape) == (2, embedding_dim)
 
 
 @pytest.mark.parametrize(("name", "cls"), [("se", SE), ("srm", SRM), ("triplet", TripletAttention)])
@@ -81,6 +86,8 @@ def test_attention_choices(name: str, cls: type) -> None:
         (Variant.STADB, SelfThresholdDrop, CBAM),
         (Variant.GLOBAL_DROP, SelfThresholdDrop, None),
         (Variant.GLOBAL_ATTENTION, None, CBAM),
+        (Variant.DROP, SelfThresholdDrop, None),
+        (Variant.ATTENTION, None, CBAM),
         (Variant.BDB, None, None),
     ],
 )
@@ -93,7 +100,7 @@ def test_second_head_parts_by_name(variant: Variant, drop: type | None, attentio
     assert (branch.threshold_drop is None) if drop is None else isinstance(branch.threshold_drop, drop)
     assert (branch.attention is None) if attention is None else isinstance(branch.attention, attention)
     assert branch.selector is model.selector
-    assert (model.selector is None) == (variant in (Variant.GLOBAL_ATTENTION, Variant.BDB))
+    assert (model.selector is None) == (variant in (Variant.GLOBAL_ATTENTION, Variant.ATTENTION, Variant.BDB))
 
 
 def test_state_dict_keys_of_the_second_head_are_positional() -> None:

@@ -113,7 +113,12 @@ def test_every_ablation_is_valid_under_every_recipe(ablation: str, recipe: str) 
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize(
     ("recipe", "overlays"),
-    [("reference", []), ("paper", ["bdb"]), ("reference", ["ablation_global_attention", "cbam_spatial"])],
+    [
+        ("reference", []),
+        ("paper", ["bdb"]),
+        ("reference", ["ablation_global_attention", "ablation_sta_sa"]),
+        ("paper", ["ablation_drop_only"]),
+    ],
 )
 def test_networks_run_at_64_x_32(recipe: str, overlays: list[str]) -> None:
     # ResNet-18 keeps this fast; the heads, the drop and CBAM's options are the recipe's.
@@ -139,14 +144,14 @@ def test_the_demo_is_the_same_run_under_every_recipe() -> None:
 
 def test_dataset_configs_hold_dataset_facts_only() -> None:
     # The real datasets' configs: the recipe decides how to train (VIPeR and the demo set a budget).
-    for name in ("market1501", "dukemtmc", "cuhk03_labeled", "cuhk03_detected", "msmt17"):
+    for name in ("market1501", "dukemtmc", "cuhk03_labeled", "cuhk03_detected", "msmt17", "celeb_reid"):
         content = parse_yaml(resolve_config_path(name).read_text(encoding="utf-8"))
         assert set(flatten_config(content)) <= {"data.dataset", "data.root", "data.options", "device"}, name
 
 
 def test_old_names_and_new_ones_resolve() -> None:
     assert all(resolve_config_path(name).parent.name == "ablations" for name in OLD_NAMES)
-    assert resolve_config_path("rho_0.5").name == "rho_0.5.yaml"
+    assert resolve_config_path("rho_0.50").name == "rho_0.50.yaml"
     assert resolve_config_path("market1501.yaml") == CONFIG_DIR / "market1501.yaml"
     assert len(set(bundled_configs())) == len(bundled_configs()) == len(DATASETS) + len(ABLATIONS)
     with pytest.raises(ConfigError, match="config file not found: paper"):

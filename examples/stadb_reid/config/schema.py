@@ -33,8 +33,14 @@ class Choice(str, Enum):
 
 
 class Variant(Choice):
-    """Which heads run: the ablations of the paper's Table 6, and the BDB comparator."""
+    """Which heads run: the six rows of the paper's Table 6, and the BDB comparator.
 
+    ``attention`` and ``drop`` have no global head: the second head alone, with the attention
+    module, or with SelfThresholdDrop (probability rho) and the identity otherwise.
+    """
+
+    ATTENTION = "attention"
+    DROP = "drop"
     GLOBAL = "global"
     GLOBAL_DROP = "global_drop"
     GLOBAL_ATTENTION = "global_attention"

@@ -117,10 +117,10 @@ def validate_config(config: Config) -> Config:
     _number(model.rho, "model.rho", 0.0, 1.0)
     _resnet(model.backbone, "model.backbone")
     _cbam(model.cbam, "model.cbam")
-    if not model.eval_attention and model.variant == Variant.GLOBAL_ATTENTION:
+    if not model.eval_attention and model.variant in (Variant.GLOBAL_ATTENTION, Variant.ATTENTION):
         raise ConfigError(
-            "model.eval_attention=false needs model.variant stadb: global_attention has no drop branch "
-            "to run at test time instead of the attention"
+            f"model.eval_attention=false needs model.variant stadb: {Variant(model.variant).value} has no "
+            "drop branch to run at test time instead of the attention"
         )
     if model.weights and not Path(model.weights).is_file():
         raise ConfigError(f"model.weights: file not found: {model.weights}")

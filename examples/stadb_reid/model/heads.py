@@ -96,14 +96,14 @@ def build_regulariser(
         attention_kwargs: Further keyword arguments of the attention module.
 
     Returns:
-        :class:`BatchDrop` (``bdb``), the attention module (``global_attention``), or a
-        :class:`~stadb_layers.RandomBranchSelector` between SelfThresholdDrop and the attention module
-        (``stadb``) or the identity (``global_drop``), running the second branch in eval mode (the
-        first with ``eval_attention=False``).
+        :class:`BatchDrop` (``bdb``), the attention module (``global_attention``, ``attention``), or
+        a :class:`~stadb_layers.RandomBranchSelector` between SelfThresholdDrop and the attention
+        module (``stadb``) or the identity (``global_drop``, ``drop``), running the second branch in
+        eval mode (the first with ``eval_attention=False``).
 
     Raises:
-        ValueError: If ``eval_attention`` is ``False`` for ``global_attention``, whose only module is
-            the attention.
+        ValueError: If ``eval_attention`` is ``False`` for ``global_attention`` or ``attention``,
+            whose only module is the attention.
 
     Examples:
         >>> type(build_regulariser(Variant.BDB, 8, "cbam", 0.8, 0.25, 0)).__name__
@@ -111,12 +111,12 @@ def build_regulariser(
     """
     if variant is Variant.BDB:
         return BatchDrop()
-    if variant is Variant.GLOBAL_ATTENTION and not eval_attention:
-        raise ValueError("eval_attention=False needs the stadb variant: global_attention has no drop branch")
+    if variant in (Variant.GLOBAL_ATTENTION, Variant.ATTENTION) and not eval_attention:
+        raise ValueError(f"eval_attention=False needs the stadb variant: {variant.value} has no drop branch")
     attention_module = create_attention(attention, channels, **(attention_kwargs or {}))
-    if variant is Variant.GLOBAL_ATTENTION:
+    if variant in (Variant.GLOBAL_ATTENTION, Variant.ATTENTION):
         return attention_module
-    if variant is Variant.GLOBAL_DROP:
+    if variant in (Variant.GLOBAL_DROP, Variant.DROP):
         branches: list[nn.Module] = [SelfThresholdDrop(alpha), nn.Identity()]
         eval_branch = 1
     else:

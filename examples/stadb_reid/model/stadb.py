@@ -41,7 +41,7 @@ class TrainOutput(NamedTuple):
 
 
 class STADBNet(nn.Module):
-    """ResNet-50 STADB network: a global head and a drop/attention head.
+    """ResNet-50 STADB network: a global head and a drop/attention head (one of them in some variants).
 
     Args:
         num_classes: Number of training identities.
@@ -67,11 +67,13 @@ class STADBNet(nn.Module):
     Shape:
         - Input: (N, 3, H, W) normalised images.
         - Training output: :class:`TrainOutput` with one (feature, logits) pair per head.
-        - Eval output: (N, 1536) embedding (N, 512 for the global-only variant).
+        - Eval output: (N, 1536) embedding (N, 512 for the global-only variant, N, 1024 for the
+          variants without a global head).
 
     Attributes:
         backbone: The timm ResNet, last stride 1.
-        global_head: The global head's :class:`~stadb_reid.model.heads.EmbeddingHead`.
+        global_head: The global head's :class:`~stadb_reid.model.heads.EmbeddingHead`, or ``None``
+            for the ``attention`` and ``drop`` variants.
         branch: The second head's :class:`~stadb_reid.model.heads.DropAttentionBranch` (its parts by
             name: ``extra_bottleneck``, ``regulariser``, ``selector``, ``threshold_drop``,
             ``attention``), or ``None`` for the ``global`` variant.
@@ -105,15 +107,17 @@ class STADBNet(nn.Module):
         self.variant = Variant(variant)
         self.backbone: ResNet = build_backbone(backbone, pretrained=pretrained, weights=weights)
         channels = int(self.backbone.num_features)
-        global_reduction = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(channels, GLOBAL_DIM, 1, bias=False),
-            nn.BatchNorm2d(GLOBAL_DIM),
-            nn.ReLU(inplace=True),
-        )
-        self.global_head = EmbeddingHead(
-            global_reduction, GLOBAL_DIM, num_classes, classifier_init=classifier_init
-        )
+        self.global_head: EmbeddingHead | None = None
+        if self.variant not in (Variant.ATTENTION, Variant.DROP):
+            global_reduction = nn.Sequential(
+                nn.AdaptiveAvgPool2d(1),
+                nn.Conv2d(channels, GLOBAL_DIM, 1, bias=False),
+                nn.BatchNorm2d(GLOBAL_DIM),
+                nn.ReLU(inplace=True),
+            )
+            self.global_head = EmbeddingHead(
+                global_reduction, GLOBAL_DIM, num_classes, classifier_init=classifier_init
+            )
         self.branch: DropAttentionBranch | None = None
         self.branch_head: EmbeddingHead | None = None
         if self.variant is not Variant.GLOBAL:
@@ -143,7 +147,7 @@ class STADBNet(nn.Module):
     @property
     def heads(self) -> list[EmbeddingHead]:
         """The embedding heads, global first."""
-        return [self.global_head, *([self.branch_head] if self.branch_head is not None else [])]
+        return [head for head in (self.global_head, self.branch_head) if head is not None]
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The parameters the optimiser updates: all but the frozen ones (see ``freeze_bnneck``)."""
@@ -152,7 +156,9 @@ class STADBNet(nn.Module):
     @property
     def embedding_dim(self) -> int:
         """Size of the test embedding."""
-        return GLOBAL_DIM + (BRANCH_DIM if self.branch_head is not None else 0)
+        return (GLOBAL_DIM if self.global_head is not None else 0) + (
+            BRANCH_DIM if self.branch_head is not None else 0
+        )
 
     @property
     def selector(self) -> RandomBranchSelector | None:
@@ -183,7 +189,7 @@ class STADBNet(nn.Module):
     def forward(self, images: torch.Tensor) -> TrainOutput | torch.Tensor:
         """Per-head features and logits in training mode; the concatenated embedding in eval mode."""
         feature_map = self.backbone(images)
-        features = [self.global_head(feature_map)]
+        features = [self.global_head(feature_map)] if self.global_head is not None else []
         if self.branch is not None and self.branch_head is not None:
             features.append(self.branch_head(self.branch(feature_map)))
         if self.training:

@@ -1,7 +1,8 @@
 """A sweep's report, as JSON, a Markdown table and a PNG.
 
 Per setting: the per-seed metrics with their mean and standard deviation; per chosen pair: the paired
-differences over seeds.
+differences over seeds; for a sweep of one of the paper's tables, the paper's figures beside the
+measured ones (:mod:`.paper_figures`).
 """
 
 import json
@@ -12,6 +13,7 @@ from typing import Any
 
 from ...visualization.sweep import plot_sweep_summary
 from .grid import SweepGrid
+from .paper_figures import markdown_paper_section, paper_comparison
 from .stats import METRICS, comparisons, summarise
 
 __all__ = ["REPORT_NAMES", "build_report", "write_report"]
@@ -33,11 +35,13 @@ def build_report(grid: SweepGrid, records: Sequence[dict[str, Any]], command: st
             settings.append(
                 {"name": name, "seeds": sorted(per_seed), "per_seed": per_seed, **summarise(per_seed)}
             )
+    paper = paper_comparison(grid.name, settings)
     return {
         "name": grid.name,
         "command": command,
         "settings": settings,
         "comparisons": [_difference_entry(d) for d in comparisons(grid.compare, per_setting)],
+        **({"paper": paper} if paper else {}),
         "runs": [
             {
                 key: record[key]
@@ -53,12 +57,14 @@ def write_report(report: dict[str, Any], output_dir: Path) -> list[Path]:
     paths = [output_dir / name for name in REPORT_NAMES]
     paths[0].write_text(json.dumps(report, indent=2) + "\n")
     paths[1].write_text(markdown_report(report))
-    plot_sweep_summary({s["name"]: s["per_seed"] for s in report["settings"]}, paths[2], title=report["name"])
+    paper = {entry["run"]: entry["paper"] for entry in report.get("paper", [])}
+    per_setting = {s["name"]: s["per_seed"] for s in report["settings"]}
+    plot_sweep_summary(per_setting, paths[2], title=report["name"], paper=paper)
     return paths
 
 
 def markdown_report(report: dict[str, Any]) -> str:
-    """The report as Markdown: a mean ± std table per setting, then the paired differences."""
+    """The report as Markdown: a mean ± std table per setting, the paired differences, the paper's figures."""
     lines = [
         f"# {report['name']}",
         "",
@@ -86,7 +92,8 @@ def markdown_report(report: dict[str, Any]) -> str:
                 f"| {entry['a']} - {entry['b']} | {entry['metric']} | {len(entry['seeds'])} | "
                 f"{entry['mean']:+.2f} | {interval} |"
             )
-    return "\n".join(lines) + "\n"
+    paper = markdown_paper_section(report.get("paper", []))
+    return "\n".join(lines) + "\n" + (f"\n{paper}" if paper else "")
 
 
 def _mean_std(mean: float | None, std: float | None) -> str:

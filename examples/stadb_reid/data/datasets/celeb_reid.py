@@ -2,7 +2,7 @@
 
 The published layout is ``train/``, ``query/`` and ``gallery/``, one ``.jpg`` per file named
 ``<identity>_<n>_<x>.jpg``. The dataset has no camera labels; the dataset's own loader
-(``reid/data_loader_1stream.py``, pattern ``([-\\d]+)_(\\d)``) reads the first digit of ``<n>`` as
+(``reid/data_loader_1stream.py``, its pattern ``<identity>_<digit>``) reads the first digit of ``<n>`` as
 the camera, and its evaluation (``reid/evaluation_metrics/ranking.py``) drops a gallery image whose
 identity and that digit equal the query's. ``camera_filter=False`` gives every query camera 0 and
 every gallery image camera 1 instead, so that no gallery image is dropped.
@@ -95,9 +95,13 @@ def load_celeb_reid(root: str | os.PathLike[str], *, camera_filter: bool = True)
             f"dataset 'celeb_reid' options (data.options): camera_filter must be true or false, "
             f"got {camera_filter!r}"
         )
-    folder = _resolve_root(root, "celeb_reid", _CELEB_SPLITS, ("Celeb-reID", "Celeb-reID-light", "celeb_reid"))
+    folder = _resolve_root(
+        root, "celeb_reid", _CELEB_SPLITS, ("Celeb-reID", "Celeb-reID-light", "celeb_reid")
+    )
     splits = {
-        split: _read_celeb_split(_require_dir(folder / split, "celeb_reid", f"{split} split"), split, camera_filter)
+        split: _read_celeb_split(
+            _require_dir(folder / split, "celeb_reid", f"{split} split"), split, camera_filter
+        )
         for split in _CELEB_SPLITS
     }
     return ReIDDataset("celeb_reid", _relabel(splits["train"]), splits["query"], splits["gallery"])

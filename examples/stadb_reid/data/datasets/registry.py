@@ -123,7 +123,8 @@ def build_dataset(name: str, root: str | os.PathLike[str], **options: Any) -> Re
         name: One of :func:`available_datasets`.
         root: Dataset folder (see the adapter for what it may point at).
         **options: Adapter options: ``labeled`` (cuhk03), ``use_val`` (msmt17),
-            ``split_seed``/``num_train_ids`` (viper), ``camera_filter`` (celeb_reid), generator options (synthetic).
+            ``split_seed``/``num_train_ids`` (viper), ``camera_filter`` (celeb_reid), generator
+            options (synthetic).
 
     Returns:
         What the adapter returns.
