@@ -212,3 +212,18 @@ def test_the_report_puts_the_papers_figures_beside_the_measured_ones(tmp_path: P
     # A sweep of no paper table has no such section.
     other = build_report(dataclasses.replace(grid, name="mine"), records, "stadb-reid sweep mine")
     assert "paper" not in other and "paper" not in markdown_report(other)
+
+
+def test_the_fidelity_matrix_counts_the_sweeps_runs_and_hours() -> None:
+    from stadb_reid.commands.info import num_classes_of
+
+    from .test_recipes import FIDELITY, markdown_table
+
+    matrix = markdown_table(FIDELITY.read_text(encoding="utf-8"), "| table | sweep |")
+    assert [row["table"] for row in matrix] == [str(table) for table in PAPER_SETTINGS]
+    for row in matrix:
+        specs = load_grid(row["sweep"].strip("`")).specs()
+        # 5 h per run on Market-1501 (the paper's section 4.5), scaled by training identities (751).
+        hours = sum(5 * num_classes_of(row_config(spec.config).data) / 751 for spec in specs)
+        assert (int(row["runs"]), int(row["hours (paper's 4-GPU PC)"])) == (len(specs), round(hours)), row
+        assert int(row["GPU-hours"]) == round(4 * hours)

@@ -17,7 +17,7 @@ __all__ = ["KNOWN_NUM_CLASSES", "describe_config", "num_classes_of", "parameter_
 
 #: Training identities of the bundled real datasets: CUHK03-NP's 767 for both box sets, MSMT17's
 #: 1,041 (its validation images belong to training identities).
-KNOWN_NUM_CLASSES = {"market1501": 751, "dukemtmc": 702, "cuhk03": 767, "msmt17": 1041}
+KNOWN_NUM_CLASSES = {"market1501": 751, "dukemtmc": 702, "cuhk03": 767, "msmt17": 1041, "celeb_reid": 632}
 # VIPeR's default split trains on half of its identities; its ``num_train_ids`` option changes that.
 _VIPER_IDENTITIES = 632
 
