@@ -103,6 +103,7 @@ def test_without_eval_attention_the_embedding_skips_the_attention() -> None:
     skipping, attending = network(eval_attention=False), network()
     attending.load_state_dict(skipping.state_dict())
     assert skipping.branch is not None and skipping.branch_head is not None
+    assert skipping.global_head is not None
     with torch.no_grad():
         skipping.eval()
         feature_map = skipping.backbone(IMAGES)
@@ -163,6 +164,7 @@ def test_frozen_batchnorms_keep_their_initial_affine_through_a_step() -> None:
     named = dict(model.named_parameters())
     assert not {id(named[name]) for name in FROZEN} & optimised
     before = {name: p.detach().clone() for name, p in named.items()}
+    assert model.global_head is not None
     statistics = model.global_head.bottleneck.running_mean
     assert statistics is not None
     running_mean = statistics.clone()
@@ -196,7 +198,7 @@ def test_kaiming_classifier_init_is_fan_out(feature_dim: int, num_classes: int) 
 
 def test_classifier_init_reaches_both_heads() -> None:
     model = build_model(config_with(**{"model.classifier_init": "kaiming"}), 300)
-    assert model.branch_head is not None
+    assert model.global_head is not None and model.branch_head is not None
     for head in (model.global_head, model.branch_head):
         assert head.classifier.weight.std().item() == pytest.approx(math.sqrt(2 / 300), rel=0.05)
 
