@@ -54,6 +54,7 @@ from stadb_reid.data.transforms import (
     Cutout,
     build_test_transform,
     build_train_transform,
+    cutout_side,
 )
 
 __all__ = [
@@ -85,6 +86,7 @@ __all__ = [
     "build_test_transform",
     "build_train_loader",
     "build_train_transform",
+    "cutout_side",
     "dataset_from_config",
     "generate_synthetic_reid",
     "load_cuhk03",

@@ -10,7 +10,6 @@ what happens around the steps is in :mod:`stadb_reid.engine.hooks`.
 import json
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,7 +44,7 @@ from .preflight import (
     validate_config,
 )
 from .rng import capture_rng_state, restore_rng_state
-from .schedule import learning_rate
+from .schedule import optim_schedule
 from .state import TRAIN_STATE_KEYS, ResumePosition, TrainState
 from .step import TrainStep, reid_loss
 
@@ -237,14 +236,7 @@ def _train(
     bar = ProgressHook(progress)
     tensorboard = TensorBoardHook.in_folder(output_dir / TENSORBOARD_DIR, log) if context.is_main else None
     hooks: list[HookBase] = [bar, evaluation, *([tensorboard] if tensorboard else []), checkpoints]
-    schedule = partial(
-        learning_rate,
-        base_lr=optim.base_lr,
-        warmup_epochs=optim.warmup_epochs,
-        warmup_step=optim.warmup_step,
-        milestones=optim.milestones,
-        gamma=optim.gamma,
-    )
+    schedule = optim_schedule(optim)
     try:
         with GracefulStop() as stop:
             loop = TrainLoop(
