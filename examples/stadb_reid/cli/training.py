@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import AmpMode, AttentionType, Variant
+from ..config import DEFAULT_RECIPE, AmpMode, AttentionType, Variant
 from .app import ConfigFiles, Overwrite, RecipeName, SetOverrides, app, build_config
 
 __all__ = ["demo", "train"]
@@ -117,6 +117,7 @@ def train(
         resume=resume,
         overwrite=overwrite,
         progress=progress,
+        extra_metrics={"recipe": recipe or DEFAULT_RECIPE},  # for the model card
     )
 
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
+from ..config import DEFAULT_RECIPE, Config
 from ..data import dataset_from_config
 from ..engine.checkpoint import CHECKPOINT_NAME
 from ..engine.preflight import check_dataset_fits, prepare_output_dir
@@ -66,7 +66,8 @@ def run_demo(
         overwrite=overwrite,
         progress=progress,
         log=log,
-        extra_metrics={"untrained": untrained},
+        # demo_cpu states every setting a recipe sets: the run is the same under any recipe.
+        extra_metrics={"untrained": untrained, "recipe": DEFAULT_RECIPE},
     )
     log(
         f"demo done: rank-1 {untrained['rank1']:.1f}% -> {metrics['rank1']:.1f}%, "

@@ -25,6 +25,7 @@ from ..data import ReIDDataset, build_train_loader, dataset_from_config
 from ..errors import CheckpointError, ConfigError
 from ..inference import save_trained_model
 from ..model import STADBNet
+from ..model.card import command_line
 from ..visualization.curves import plot_training_curves
 from .build import build_model, deterministic_algorithms, resolve_device, seed_everything
 from .checkpoint import CHECKPOINT_NAME, load_latest_checkpoint
@@ -268,6 +269,7 @@ def _train(
             "num_parameters": num_parameters,
             "train_seconds": round(train_seconds, 1),
             "history": history,
+            "command": command_line(),
             **(extra_metrics or {}),
             "config": config_to_dict(config),
         }
