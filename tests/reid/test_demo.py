@@ -31,3 +31,16 @@ def test_the_demo_prints_its_time_and_speed_and_resumes(
     metrics = json.loads((output / "metrics.json").read_text())
     assert [entry["epoch"] for entry in metrics["history"]] == [1, 2]  # epoch 1 was not trained again
     assert "untrained" in metrics
+
+
+def test_the_demo_seeds_grid_runs_the_demo_config_at_three_seeds() -> None:
+    from stadb_reid.commands.sweep.grid import load_grid
+    from stadb_reid.config import load_config
+
+    grid = load_grid("demo_seeds")
+    assert grid.seeds == (0, 1, 2) and set(grid.runs) == {"stadb"}
+    files, settings = grid.runs["stadb"]
+    for seed in grid.seeds:
+        run = load_config(list(files), {"seed": seed}, list(settings), recipe=grid.recipe)
+        demo = load_config(["demo_cpu"], {"seed": seed, "data.root": run.data.root})
+        assert run == demo
