@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from stadb_reid.config import load_config
-from stadb_reid.config import schema as schema_module
 
 ROOT = Path(__file__).parents[2]
 
@@ -30,6 +29,6 @@ def test_help_piped_is_the_full_text_and_names_cutout() -> None:
 
 @pytest.mark.parametrize(("cpus", "workers"), [(2, 2), (1, 1), (64, 8)])
 def test_loader_workers_default_to_the_cpus(monkeypatch: pytest.MonkeyPatch, cpus: int, workers: int) -> None:
-    monkeypatch.setattr(schema_module.os, "sched_getaffinity", lambda _: set(range(cpus)), raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(cpus)), raising=False)
     assert load_config().data.num_workers == workers
     assert load_config(dotlist=["data.num_workers=0"]).data.num_workers == 0
