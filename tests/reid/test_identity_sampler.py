@@ -225,7 +225,9 @@ def test_loader_epoch_mode_and_workers(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ config, preflight
 def test_config_key_and_dataset_check() -> None:
     assert load_config().data.epoch is EpochMode.IMAGES
-    config = load_config([], {"data.epoch": "identities", "data.num_identities": 4})
+    config = load_config(
+        [], {"data.epoch": "identities", "data.num_identities": 4, "model.pretrained": False}
+    )
     assert config.data.epoch is EpochMode.IDENTITIES
     with pytest.raises(ConfigError, match=r"data\.epoch"):
         load_config([], {"data.epoch": "identity"})

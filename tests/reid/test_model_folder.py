@@ -95,7 +95,7 @@ def test_config_and_card_describe_the_model(source) -> None:
     assert card.startswith("---\nlibrary_name: stadb-reid\n")
     for expected in (
         "**synthetic** (3 identities)",
-        "| `rank1` | 87.5 |",
+        "| rank-1 | 87.5 % |",
         f"{HEIGHT} x {WIDTH}",
         "ReIDExtractor",
     ):

@@ -218,13 +218,17 @@ def test_a_tiny_real_sweep_end_to_end(tmp_path: Path) -> None:
 
 
 RESULTS = Path(__file__).parents[2] / "examples/stadb_reid/results/table6_cuhk03_pair1"
+WARM_UP_KEYS = {"output_dir", "optim.warmup_epochs", "optim.warmup_step"}
 
 
 @pytest.mark.parametrize("record_path", sorted(RESULTS.glob("*_seed*.json")), ids=lambda p: p.stem)
 def test_the_committed_runs_are_what_the_bundled_grid_resolves_to(record_path: Path) -> None:
     # The grid must still describe the runs in results/: every recorded key has the value the grid
     # gives now, and keys added since have their schema default (recipe `defaults` = the old trainer).
+    # The warm-up settings changed meaning (issue 24): they are compared by the rate of every epoch,
+    # the grid's now against the record's learning_rates (the rates the run ran at).
     from stadb_reid.config import config_to_dict, flatten_config, load_config
+    from stadb_reid.engine.schedule import optim_schedule
 
     record = json.loads(record_path.read_text())
     grid = load_grid("table6_cuhk03_pair1")
@@ -236,7 +240,9 @@ def test_the_committed_runs_are_what_the_bundled_grid_resolves_to(record_path: P
     mismatched = {
         key: (recorded.get(key, schema[key]), resolved[key])
         for key in resolved
-        if key != "output_dir" and recorded.get(key, schema[key]) != resolved[key]
+        if key not in WARM_UP_KEYS and recorded.get(key, schema[key]) != resolved[key]
     }
     assert not mismatched
+    rates = [optim_schedule(now.optim)(epoch) for epoch in range(1, now.optim.epochs + 1)]
+    assert rates == pytest.approx(record["learning_rates"], rel=1e-12)
     assert set(recorded) - {"output_dir"} <= set(resolved)

@@ -1,5 +1,6 @@
 """The ``stadb-reid`` typer app, the options its commands share, and how a command line becomes a config."""
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Boxed help fits its panels to the terminal and cuts what does not fit with an ellipsis; piped
+    # into a file or a pager there is no terminal to fit, so the help is plain text, all of it.
+    rich_markup_mode="rich" if sys.stdout.isatty() else None,
 )
 
 ConfigFiles = Annotated[

@@ -20,9 +20,10 @@ def info(
     ] = None,
     set_: SetOverrides = None,
 ) -> None:
-    """Print the fully resolved config as YAML and the network's parameter count; reads no data.
+    """Print the resolved config as YAML, the learning rate per epoch and the parameter count; reads no data.
 
-    The output loads back as a config file (--config FILE); the recipe and the count are comments.
+    The output loads back as a config file (--config FILE); the recipe, the count and the schedule
+    are comments.
     """
     from ..commands import describe_config
 

@@ -1,4 +1,4 @@
-"""``stadb-reid info``: the fully resolved config of a command line, and the size of its network.
+"""``stadb-reid info``: the fully resolved config of a command line, the size of its network, its schedule.
 
 Nothing is read, downloaded or trained: the network is built without pretrained weights, with one
 class per training identity of the config's dataset (known for the bundled datasets) or as many as
@@ -11,9 +11,10 @@ import inspect
 import torch
 from omegaconf import OmegaConf
 
-from ..config import Config, ConfigError, DataConfig, config_to_dict
+from ..config import Config, ConfigError, DataConfig, OptimConfig, config_to_dict
+from ..engine.schedule import optim_schedule, schedule_changes
 
-__all__ = ["KNOWN_NUM_CLASSES", "describe_config", "num_classes_of", "parameter_count"]
+__all__ = ["KNOWN_NUM_CLASSES", "describe_config", "describe_schedule", "num_classes_of", "parameter_count"]
 
 #: Training identities of the bundled real datasets: CUHK03-NP's 767 for both box sets, MSMT17's
 #: 1,041 (its validation images belong to training identities).
@@ -71,9 +72,9 @@ def parameter_count(config: Config, num_classes: int) -> int:
 
 
 def describe_config(config: Config, num_classes: int | None = None) -> str:
-    """``config`` as YAML, then its network's parameter count as a YAML comment.
+    """``config`` as YAML, then its learning rate per epoch and its parameter count as YAML comments.
 
-    The text loads back as the same config (``load_config([file])``), the comment being ignored.
+    The text loads back as the same config (``load_config([file])``), the comments being ignored.
 
     Args:
         config: A resolved config.
@@ -85,4 +86,23 @@ def describe_config(config: Config, num_classes: int | None = None) -> str:
     classes = num_classes_of(config.data) if num_classes is None else num_classes
     count = parameter_count(config, classes)
     resolved = OmegaConf.to_yaml(config_to_dict(config))
-    return f"{resolved}# parameters: {count:,} ({count / 1e6:.2f} M) for {classes} classes\n"
+    schedule = describe_schedule(config.optim)
+    return f"{resolved}{schedule}# parameters: {count:,} ({count / 1e6:.2f} M) for {classes} classes\n"
+
+
+def describe_schedule(optim: OptimConfig) -> str:
+    """The learning rate of every epoch of ``optim``, one YAML comment line per run of one rate.
+
+    Examples:
+        >>> optim = OptimConfig(epochs=6, warmup_epochs=2, warmup_step=1, milestones=[5])
+        >>> print(describe_schedule(optim), end="")
+        # learning rate per epoch (6 epochs):
+        #   epoch 1: 0.0005
+        #   epochs 2-4: 0.001
+        #   epochs 5-6: 0.0001
+    """
+    lines = [f"# learning rate per epoch ({optim.epochs} epochs):"]
+    for first, last, rate in schedule_changes(optim_schedule(optim), optim.epochs):
+        epochs = f"epoch {first}" if first == last else f"epochs {first}-{last}"
+        lines.append(f"#   {epochs}: {rate:.4g}")
+    return "\n".join(lines) + "\n"

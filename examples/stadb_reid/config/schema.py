@@ -4,6 +4,7 @@ OmegaConf merges YAML files onto these dataclasses (:mod:`.files`), so a misspel
 type in a config file is an error that names the key, not a silently ignored setting.
 """
 
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -87,6 +88,12 @@ class DistanceMetric(Choice):
     COSINE = "cosine"
 
 
+def default_num_workers() -> int:
+    """Loader processes by default: the CPUs this process may run on, at most 8."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cpus, 8)
+
+
 @dataclass
 class DataConfig:
     """Dataset and input pipeline.
@@ -95,8 +102,10 @@ class DataConfig:
     identity once with K images, ``num_ids // num_identities`` batches, as the STADB authors' code).
     Augmentation after resizing and a random flip: ``padding`` (zero padding and random crop back,
     0 disables it), then on the normalised tensor ``cutout_prob`` / ``cutout_size`` (one square
-    filled with the mean colour, ``Cutout``) and ``erasing_prob`` (random erasing). The authors' code
-    is ``epoch=identities, padding=0, erasing_prob=0, cutout_prob=0.5, cutout_size=64``.
+    filled with the mean colour, ``Cutout``; ``cutout_size: null`` is 1/6 of ``height``, rounded)
+    and ``erasing_prob`` (random erasing). The authors' code is ``epoch=identities, padding=0,
+    erasing_prob=0, cutout_prob=0.5`` and a 64-pixel Cutout at 384 x 128 (the recipes' ``null``).
+    ``num_workers`` defaults to the CPUs this process may use, at most 8.
     """
 
     dataset: str = "synthetic"
@@ -105,14 +114,14 @@ class DataConfig:
     width: int = 128
     num_identities: int = 32
     num_instances: int = 4
-    num_workers: int = 4
+    num_workers: int = field(default_factory=default_num_workers)
     test_batch_size: int = 128
     options: dict[str, Any] = field(default_factory=dict)
     epoch: EpochMode = EpochMode.IMAGES
     padding: int = 10
     erasing_prob: float = 0.5
     cutout_prob: float = 0.0
-    cutout_size: int = 64
+    cutout_size: int | None = 64
 
 
 @dataclass
@@ -165,8 +174,10 @@ class ModelConfig:
 class OptimConfig:
     """Adam with the paper's warm-up and step schedule.
 
-    ``lr(epoch) = base_lr * (epoch // warmup_step + 1) * warmup_step / warmup_epochs`` below
-    ``warmup_epochs``, then ``base_lr`` times ``gamma`` per milestone passed.
+    Below epoch ``warmup_epochs`` (counted from 1) the rate starts at ``base_lr * warmup_step /
+    warmup_epochs`` and rises by as much at every multiple of ``warmup_step`` after epoch 1, never
+    above ``base_lr``; then it is ``base_lr`` times ``gamma`` per milestone passed
+    (:func:`stadb_reid.engine.schedule.learning_rate`; ``stadb-reid info`` prints it).
     """
 
     epochs: int = 600

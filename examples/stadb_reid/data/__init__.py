@@ -55,6 +55,7 @@ from stadb_reid.data.transforms import (
     Cutout,
     build_test_transform,
     build_train_transform,
+    cutout_side,
 )
 
 __all__ = [
@@ -86,6 +87,7 @@ __all__ = [
     "build_test_transform",
     "build_train_loader",
     "build_train_transform",
+    "cutout_side",
     "dataset_from_config",
     "generate_synthetic_reid",
     "load_celeb_reid",

@@ -182,7 +182,7 @@ def build_train_loader(
     padding: int = 10,
     erasing_prob: float = 0.5,
     cutout_prob: float = 0.0,
-    cutout_size: int = 64,
+    cutout_size: int | None = 64,
     epoch_mode: str = "images",
 ) -> TrainLoader:
     """Build the training loader: P x K batches of augmented ``dataset.train`` images.

@@ -4,7 +4,8 @@ Training: resize to ``height x width``, random horizontal flip, zero padding and
 back to ``height x width``, conversion to a float tensor in [0, 1], ImageNet normalisation, then
 :class:`Cutout` (off by default) and random erasing, both after normalisation (filled pixels are 0,
 the ImageNet mean colour). The reference code's person pipeline is ``padding=0, erasing_prob=0,
-cutout_prob=0.5, cutout_size=64``. Test: resize, conversion and normalisation only.
+cutout_prob=0.5`` with a 64-pixel Cutout at 384 x 128, which ``cutout_size=None`` scales with the
+image (:func:`cutout_side`). Test: resize, conversion and normalisation only.
 
 Both take a PIL image (or a uint8 ``(3, H, W)`` tensor) and return a ``float32`` tensor of shape
 ``(3, height, width)``.
@@ -30,7 +31,14 @@ from torchvision.transforms import v2
 
 from stadb_layers._validation import check_in_interval, check_int, check_positive_int, check_probability
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Cutout", "build_test_transform", "build_train_transform"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Cutout",
+    "build_test_transform",
+    "build_train_transform",
+    "cutout_side",
+]
 
 #: ImageNet channel means (RGB, [0, 1] scale).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -106,6 +114,24 @@ def _to_normalised_tensor() -> list[v2.Transform]:
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
+def cutout_side(height: int, size: int | None = None) -> int:
+    """The Cutout square's side: ``size`` pixels, or by default 1/6 of ``height`` (rounded).
+
+    The reference code cuts 64 pixels out of its 384 x 128 images; the default keeps that share of
+    the image at any input size.
+
+    Raises:
+        ValueError: ``size`` is given and is not a positive integer.
+
+    Examples:
+        >>> cutout_side(384), cutout_side(64), cutout_side(128), cutout_side(64, 10)
+        (64, 11, 21, 10)
+    """
+    if size is None:
+        return max(1, round(height / 6))
+    return check_positive_int(size, "cutout_size")
+
+
 def build_train_transform(
     height: int = 384,
     width: int = 128,
@@ -114,7 +140,7 @@ def build_train_transform(
     padding: int = 10,
     erasing_prob: float = 0.5,
     cutout_prob: float = 0.0,
-    cutout_size: int = 64,
+    cutout_size: int | None = 64,
 ) -> Transform:
     """Return the training augmentation.
 
@@ -125,7 +151,8 @@ def build_train_transform(
         padding: Zero padding on every side before the random crop (0 disables both).
         erasing_prob: Probability of random erasing (area 2-40 %, aspect 0.3-3.3; 0 disables it).
         cutout_prob: Probability of :class:`Cutout` (0 disables it).
-        cutout_size: Side of the Cutout square (a square that does not fit is never cut).
+        cutout_size: Side of the Cutout square (a square that does not fit is never cut); None:
+            :func:`cutout_side` of ``height``.
 
     Returns:
         A callable mapping a PIL image to a normalised ``(3, height, width)`` float tensor.
@@ -139,7 +166,7 @@ def build_train_transform(
     _check_prob(erasing_prob, "erasing_prob")
     _check_prob(cutout_prob, "cutout_prob")
     check_int(padding, "padding", 0)
-    check_positive_int(cutout_size, "cutout_size")
+    cutout_size = cutout_side(height, cutout_size)
     steps: list[v2.Transform] = [v2.Resize((height, width), antialias=True)]
     if flip_prob > 0:
         steps.append(v2.RandomHorizontalFlip(flip_prob))

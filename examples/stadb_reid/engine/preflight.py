@@ -14,9 +14,9 @@ from stadb_layers import CBAM
 from stadb_layers._validation import check_in_interval, check_int
 
 from ..config import CBAMConfig, Config, ConfigError, EpochMode, Variant
-from ..data import ReIDDataset, available_datasets
+from ..data import ReIDDataset, available_datasets, cutout_side
 from ..evaluation import has_match_in_other_camera
-from ..model import check_backbone_name
+from ..model import PretrainedWeightsUnavailableError, check_backbone_name, check_pretrained_reachable
 from ..model.folder import FOLDER_FILES
 from .checkpoint import CHECKPOINT_NAME, previous_checkpoint_path
 
@@ -105,14 +105,8 @@ def validate_config(config: Config) -> Config:
     _integer(data.padding, "data.padding", 0)
     _number(data.erasing_prob, "data.erasing_prob", 0.0, 1.0)
     _number(data.cutout_prob, "data.cutout_prob", 0.0, 1.0)
-    _integer(data.cutout_size, "data.cutout_size", 1)
-    if data.cutout_prob > 0 and data.cutout_size >= min(data.height, data.width):
-        # Cutout leaves an image whole when its square does not fit, so this would cut nothing.
-        raise ConfigError(
-            f"data.cutout_size must be smaller than data.height and data.width "
-            f"({data.height} x {data.width}), got {data.cutout_size}; lower it, or turn Cutout off "
-            "with data.cutout_prob=0"
-        )
+    if data.cutout_size is not None:  # None: 1/6 of the height
+        _integer(data.cutout_size, "data.cutout_size", 1)
     _number(model.alpha, "model.alpha", 0.0, 1.0, low_closed=False)
     _number(model.rho, "model.rho", 0.0, 1.0)
     _resnet(model.backbone, "model.backbone")
@@ -144,7 +138,11 @@ def validate_config(config: Config) -> Config:
 
 
 def check_dataset_fits(config: Config, dataset: ReIDDataset, world_size: int = 1) -> None:
-    """Raise :class:`ConfigError` if ``dataset`` cannot fill a P x K batch or has nothing to evaluate.
+    """Check ``config`` against the loaded ``dataset`` before anything heavy is built or downloaded.
+
+    Every problem found is reported, in one message, with the setting that fixes it: a Cutout square
+    that does not fit the images, a P x K batch the dataset cannot fill, pretrained weights that
+    cannot be downloaded, a test set with nothing to evaluate.
 
     Either epoch mode needs P x ``world_size`` identities: every process's batch holds P identities
     of its own. An identity epoch (``data.epoch=identities``) then has ``identities // (P x
@@ -154,29 +152,90 @@ def check_dataset_fits(config: Config, dataset: ReIDDataset, world_size: int = 1
         config: The run's config (``data.num_identities`` is P).
         dataset: The loaded dataset.
         world_size: Processes sharing the identities of an epoch.
+
+    Raises:
+        ConfigError: Listing every problem, each with its fix.
     """
+    found = [
+        problem
+        for problem in (
+            _cutout_problem(config),
+            _batch_problem(config, dataset, world_size),
+            _query_problem(dataset),
+            _weights_problem(config),
+        )
+        if problem
+    ]
+    if len(found) == 1:
+        raise ConfigError(found[0])
+    if found:
+        numbered = "; ".join(f"({number}) {problem}" for number, problem in enumerate(found, 1))
+        raise ConfigError(f"{len(found)} problems with this run, all found before it started: {numbered}")
+
+
+def _cutout_problem(config: Config) -> str | None:
+    data = config.data
+    side = cutout_side(data.height, data.cutout_size)
+    if data.cutout_prob == 0 or side < min(data.height, data.width):
+        return None
+    # Cutout leaves an image whole when its square does not fit, so this would cut nothing.
+    scaled = cutout_side(data.height)
+    fix = f"--set data.cutout_size=null (1/6 of the height: {scaled}) or " if scaled < data.width else ""
+    return (
+        f"data.cutout_size={side} does not fit the {data.height} x {data.width} images (Cutout would cut "
+        f"nothing): {fix}--set data.cutout_size=N below {min(data.height, data.width)}, or "
+        "--set data.cutout_prob=0 to turn Cutout off"
+    )
+
+
+def _batch_problem(config: Config, dataset: ReIDDataset, world_size: int) -> str | None:
     num_identities = dataset.num_train_pids
     needed = config.data.num_identities * world_size
-    if num_identities < needed:
-        per_rank = f" x {world_size} processes" if world_size > 1 else ""
-        per_epoch = (
-            f" (data.epoch=identities gives one batch per {needed} identities)"
-            if config.data.epoch == EpochMode.IDENTITIES
-            else ""
-        )
-        raise ConfigError(
-            f"data.num_identities={config.data.num_identities}{per_rank} needs {needed} training "
-            f"identities{per_epoch}, but {dataset.name} has {num_identities}; lower --num-identities"
-        )
+    if num_identities >= needed:
+        return None
+    per_rank = f" x {world_size} processes" if world_size > 1 else ""
+    per_epoch = (
+        f" (data.epoch=identities gives one batch per {needed} identities)"
+        if config.data.epoch == EpochMode.IDENTITIES
+        else ""
+    )
+    fits = num_identities // world_size
+    fix = (
+        f"lower --num-identities to {fits} (--set data.num_identities={fits})"
+        if fits >= 2
+        else "a P x K batch needs at least 2 identities per process"
+    )
+    return (
+        f"data.num_identities={config.data.num_identities}{per_rank} needs {needed} training "
+        f"identities{per_epoch}, but {dataset.name} has {num_identities}; {fix}"
+    )
+
+
+def _query_problem(dataset: ReIDDataset) -> str | None:
     query, gallery = dataset.query, dataset.gallery
     valid = has_match_in_other_camera(
         [s.pid for s in query], [s.camid for s in query], [s.pid for s in gallery], [s.camid for s in gallery]
     )
-    if not valid.any():
-        raise ConfigError(
-            f"{dataset.name}: none of the {len(query)} queries has a gallery image of its identity from "
-            "another camera, so the run could not be evaluated"
+    if valid.any():
+        return None
+    return (
+        f"{dataset.name}: none of the {len(query)} queries has a gallery image of its identity from "
+        "another camera, so the run could not be evaluated"
+    )
+
+
+def _weights_problem(config: Config) -> str | None:
+    if not config.model.pretrained or config.model.weights:
+        return None
+    try:
+        check_pretrained_reachable(config.model.backbone)
+    except PretrainedWeightsUnavailableError:
+        return (
+            f"model.pretrained=true needs the ImageNet weights of {config.model.backbone}, but the model "
+            "hub is unreachable (offline?): --no-pretrained (--set model.pretrained=false) trains from "
+            "scratch, --weights FILE loads a local file"
         )
+    return None
 
 
 def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None:

@@ -10,7 +10,6 @@ what happens around the steps is in :mod:`stadb_reid.engine.hooks`.
 import json
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +25,7 @@ from ..data import ReIDDataset, build_train_loader, dataset_from_config
 from ..errors import CheckpointError, ConfigError
 from ..inference import save_trained_model
 from ..model import STADBNet
+from ..model.card import command_line
 from ..visualization.curves import plot_training_curves
 from .build import build_model, deterministic_algorithms, resolve_device, seed_everything
 from .checkpoint import CHECKPOINT_NAME, load_latest_checkpoint
@@ -45,7 +45,7 @@ from .preflight import (
     validate_config,
 )
 from .rng import capture_rng_state, restore_rng_state
-from .schedule import learning_rate
+from .schedule import optim_schedule
 from .state import TRAIN_STATE_KEYS, ResumePosition, TrainState
 from .step import TrainStep, reid_loss
 
@@ -237,14 +237,7 @@ def _train(
     bar = ProgressHook(progress)
     tensorboard = TensorBoardHook.in_folder(output_dir / TENSORBOARD_DIR, log) if context.is_main else None
     hooks: list[HookBase] = [bar, evaluation, *([tensorboard] if tensorboard else []), checkpoints]
-    schedule = partial(
-        learning_rate,
-        base_lr=optim.base_lr,
-        warmup_epochs=optim.warmup_epochs,
-        warmup_step=optim.warmup_step,
-        milestones=optim.milestones,
-        gamma=optim.gamma,
-    )
+    schedule = optim_schedule(optim)
     try:
         with GracefulStop() as stop:
             loop = TrainLoop(
@@ -276,6 +269,7 @@ def _train(
             "num_parameters": num_parameters,
             "train_seconds": round(train_seconds, 1),
             "history": history,
+            "command": command_line(),
             **(extra_metrics or {}),
             "config": config_to_dict(config),
         }

@@ -1,6 +1,12 @@
 """The STADB network: backbone, heads, ablation variants and the BDB comparator."""
 
-from .backbone import PretrainedWeightsUnavailableError, WeightsFileError, build_backbone, check_backbone_name
+from .backbone import (
+    PretrainedWeightsUnavailableError,
+    WeightsFileError,
+    build_backbone,
+    check_backbone_name,
+    check_pretrained_reachable,
+)
 from .batch_drop import BatchDrop
 from .heads import DropAttentionBranch, EmbeddingHead
 from .stadb import STADBNet, TrainOutput, Variant
@@ -16,4 +22,5 @@ __all__ = [
     "WeightsFileError",
     "build_backbone",
     "check_backbone_name",
+    "check_pretrained_reachable",
 ]

@@ -21,7 +21,13 @@ from torch import nn
 
 from ..errors import PretrainedWeightsUnavailableError, WeightsFileError
 
-__all__ = ["PretrainedWeightsUnavailableError", "WeightsFileError", "build_backbone", "check_backbone_name"]
+__all__ = [
+    "PretrainedWeightsUnavailableError",
+    "WeightsFileError",
+    "build_backbone",
+    "check_backbone_name",
+    "check_pretrained_reachable",
+]
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
@@ -36,6 +42,20 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     except OSError:
         return False
     return True
+
+
+def check_pretrained_reachable(name: str) -> None:
+    """Check, within seconds, that the ImageNet weights of ``name`` can be downloaded.
+
+    Raises:
+        PretrainedWeightsUnavailableError: The model hub cannot be reached (offline, or blocked).
+    """
+    if not _hub_reachable():
+        raise PretrainedWeightsUnavailableError(
+            f"cannot download the ImageNet weights of {name}: the model hub is unreachable (offline?). "
+            "Train from scratch with --no-pretrained, or load a local file with --weights FILE "
+            "(.pth or .safetensors)."
+        )
 
 
 def check_backbone_name(name: str, key: str = "backbone") -> None:
@@ -102,12 +122,8 @@ def build_backbone(
         if weights.suffix not in WEIGHT_SUFFIXES:
             raise ValueError(f"weights must be one of {', '.join(WEIGHT_SUFFIXES)} files, got {weights}")
         overlay = dict(file=str(weights))
-    elif pretrained and not _hub_reachable():
-        raise PretrainedWeightsUnavailableError(
-            f"cannot download the ImageNet weights of {name}: the model hub is unreachable (offline?). "
-            "Train from scratch with --no-pretrained, or load a local file with --weights FILE "
-            "(.pth or .safetensors)."
-        )
+    elif pretrained:
+        check_pretrained_reachable(name)
     try:
         # timm reads .pth files with torch.load(weights_only=True): a pickle that would run code is refused.
         model = timm.create_model(

@@ -2,7 +2,8 @@
 
 The card opens with the Hugging Face Hub's YAML front matter (``library_name``, ``tags``), so the
 folder can be uploaded as a Hub repo as it is. :func:`run_provenance` collects what the card says
-about the model's making: the dataset, the recipe, the run's figures, the command line and the commit.
+about the model's making: the dataset, the recipe, how the backbone started, the run's figures and how
+they were measured, the training command line and the commit.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from omegaconf import OmegaConf
 if TYPE_CHECKING:
     from .folder_config import ModelFolderConfig
 
-__all__ = ["model_card", "run_provenance"]
+__all__ = ["command_line", "model_card", "run_provenance"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -47,37 +48,96 @@ def _git_commit() -> str | None:
     return _git("describe", "--always", "--dirty", "--abbrev=40")
 
 
+def command_line() -> str | None:
+    """This process's command line, as a shell would take it back (``None`` when there is none).
+
+    ``python -m stadb_reid ...`` is given as the ``stadb-reid ...`` it is the same as.
+    """
+    if not sys.argv or not sys.argv[0]:
+        return None
+    program = Path(sys.argv[0])
+    name = (
+        "stadb-reid"
+        if program.name == "__main__.py" and program.parent.name == "stadb_reid"
+        else program.name
+    )
+    return shlex.join([name, *sys.argv[1:]])
+
+
 def run_provenance(run_config: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """How a model was made: ``dataset``, ``recipe``, ``metrics``, ``command`` and ``commit``.
+    """How a model was made: dataset, recipe, initialisation, figures, protocol, commands and commit.
 
     Args:
-        run_config: The run's config as a plain dict; ``recipe`` is its ``recipe`` entry, if any.
-        metrics: The run's results; their numbers (rank-1, mAP, epochs...) are kept.
+        run_config: The run's config as a plain dict.
+        metrics: The run's ``metrics.json``: its numbers (rank-1, mAP, epochs...) are kept, and its
+            ``recipe`` and ``command`` (the training command line) when it has them.
 
     Returns:
-        The provenance; ``command`` is this process's command line, ``commit`` the code's git commit
-        (``None`` outside a git checkout).
+        ``dataset``, ``recipe`` (``None`` when not recorded), ``initialisation`` (how the backbone
+        started), ``metrics``, ``protocol`` (how they were measured), ``train_command`` (``None``
+        when not recorded), ``command`` (this process's command line, which wrote the folder) and
+        ``commit`` (the code's git commit, ``None`` outside a git checkout).
     """
+    metrics = metrics or {}
     numbers = {
         key: value
-        for key, value in (metrics or {}).items()
+        for key, value in metrics.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
-    command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else None
     return {
         "dataset": run_config["data"]["dataset"],
-        "recipe": run_config.get("recipe"),
+        "recipe": metrics.get("recipe") or run_config.get("recipe"),
+        "initialisation": _initialisation(run_config.get("model", {})),
         "metrics": numbers,
-        "command": command,
+        "protocol": _protocol(run_config.get("eval", {})),
+        "train_command": metrics.get("command"),
+        "command": command_line(),
         "commit": _git_commit(),
     }
 
 
-def _metrics_table(metrics: dict[str, object]) -> str:
+def _initialisation(model: Mapping[str, Any]) -> str:
+    if model.get("weights"):
+        return f"backbone from the weights file `{Path(str(model['weights'])).name}`"
+    if model.get("pretrained"):
+        return f"backbone pretrained on ImageNet (`{model.get('backbone')}` weights through timm)"
+    return "from scratch: random initialisation, no pretrained weights"
+
+
+def _protocol(evaluation: Mapping[str, Any]) -> str:
+    def said(key: str) -> str:
+        return "yes" if evaluation.get(key) else "no"
+
+    return (
+        "every query against the gallery, without the gallery images of its own identity and camera "
+        f"(Market-1501 protocol, single query); {evaluation.get('metric', 'euclidean')} distance; "
+        f"flip-averaged features: {said('flip')}; re-ranking: {said('rerank')}"
+    )
+
+
+#: How the card names and rounds the figures of a run (percentages to one decimal).
+_FIGURES = {
+    "rank1": ("rank-1", "{:.1f} %"),
+    "rank5": ("rank-5", "{:.1f} %"),
+    "rank10": ("rank-10", "{:.1f} %"),
+    "mAP": ("mAP", "{:.1f} %"),
+    "mINP": ("mINP", "{:.1f} %"),
+    "mAP_at_50": ("mAP cut at rank 50", "{:.1f} %"),
+    "epochs": ("epochs", "{:.0f}"),
+    "num_parameters": ("parameters", "{:,.0f}"),
+    "train_seconds": ("training time", "{:.0f} s"),
+}
+
+
+def _metrics_table(metrics: dict[str, object], dataset: str, protocol: str | None) -> str:
     if not metrics:
         return "Not recorded (the model was exported from a checkpoint without its run's `metrics.json`).\n"
-    rows = "".join(f"| `{name}` | {value} |\n" for name, value in metrics.items())
-    header = "The run's figures: rank-1/5/10, mAP and mINP in percent, on the dataset's test split.\n\n"
+    rows = ""
+    for name, value in metrics.items():
+        label, form = _FIGURES.get(name, (f"`{name}`", "{:.4g}"))
+        rows += f"| {label} | {form.format(value)} |\n"
+    header = f"The run's figures on the test split of `{dataset}`"
+    header += f": {protocol}.\n\n" if protocol else ".\n\n"
     return header + "| metric | value |\n| --- | --- |\n" + rows
 
 
@@ -99,7 +159,8 @@ def model_card(config: ModelFolderConfig) -> str:
     description = ", ".join(
         f"{key} `{model[key]}`" for key in ("variant", "attention", "backbone") if key in model
     )
-    recipe = provenance.get("recipe")
+    recipe, train_command = provenance.get("recipe"), provenance.get("train_command")
+    dataset = provenance.get("dataset", "an unrecorded dataset")
     return f"""---
 library_name: stadb-reid
 tags:
@@ -111,7 +172,7 @@ tags:
 # STADB person re-identification model
 
 A {config.embedding_dim}-d person embedding network ({description}).
-Trained on **{provenance.get("dataset", "an unrecorded dataset")}** ({config.num_classes} identities).
+Trained on **{dataset}** ({config.num_classes} identities).
 Crops of the same person lie close in Euclidean distance (cosine distance once L2-normalised).
 
 ## Use
@@ -130,7 +191,9 @@ Pixels scaled to [0, 1], then normalised with mean `{list(config.mean)}` and std
 
 ## Training data and recipe
 
-Dataset: `{provenance.get("dataset")}`. Recipe: {f"`{recipe}`" if recipe else "not named"}.
+Dataset: `{provenance.get("dataset")}`. Recipe: {f"`{recipe}`" if recipe else "not recorded"}.
+Initialisation: {provenance.get("initialisation") or "not recorded"}.
+Training command: {f"`{train_command}`" if train_command else "not recorded"}.
 Network settings (`model` in `config.yaml`):
 
 ```yaml
@@ -139,10 +202,11 @@ Network settings (`model` in `config.yaml`):
 
 ## Metrics
 
-{_metrics_table(provenance.get("metrics") or {})}
+{_metrics_table(provenance.get("metrics") or {}, dataset, provenance.get("protocol"))}
 ## Provenance
 
-- Command: `{provenance.get("command") or "not recorded"}`
+- Training command: {f"`{train_command}`" if train_command else "not recorded"}
+- This folder written by: `{provenance.get("command") or "not recorded"}`
 - Code commit: `{provenance.get("commit") or "not recorded"}`
 - Files: `config.yaml` (network and preprocessing), `model.safetensors` (the weights alone: loading
   them runs no code), this card.
