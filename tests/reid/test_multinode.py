@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fi
 
 EPOCHS = 3
 # 32 training identities at P = 2 per rank: 8 steps an epoch, time to lose a node after epoch 1.
-DATA = {
+DATA: dict[str, Any] = {
     "num_train_identities": 32,
     "num_test_identities": 2,
     "num_cameras": 2,
