@@ -30,6 +30,7 @@ STATE = {
     "num_classes": 3,
     "config": {"seed": 0},
     "history": [{"epoch": 1, "loss": 2.5}],
+    "torchrun_run_id": None,
 }
 
 

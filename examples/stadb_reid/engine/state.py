@@ -30,6 +30,8 @@ class TrainState:
         num_classes: Training identities, the classifier's width.
         config: The run's config as a plain dict.
         history: One entry per finished epoch (loss, learning rate, metrics when evaluated).
+        torchrun_run_id: The rendezvous id (``TORCHELASTIC_RUN_ID``) of the torchrun job that wrote
+            it, ``None`` outside torchrun; an elastic restart resumes only its own job's checkpoint.
     """
 
     model: dict[str, Any]
@@ -42,6 +44,7 @@ class TrainState:
     num_classes: int
     config: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    torchrun_run_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The checkpoint payload: tensors and plain Python data only (no copies of the tensors)."""

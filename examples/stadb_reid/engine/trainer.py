@@ -30,6 +30,7 @@ from ..visualization.curves import plot_training_curves
 from .build import build_model, deterministic_algorithms, resolve_device, seed_everything
 from .checkpoint import CHECKPOINT_NAME, load_latest_checkpoint
 from .distributed import DistributedContext
+from .elastic import continues_own_checkpoint, torchrun_run_id
 from .evaluate import evaluate_model
 from .hooks import CheckpointHook, EvalHook, InterruptHook, ProgressHook, TensorBoardHook
 from .interrupt import GracefulStop
@@ -93,7 +94,8 @@ def train(
         config: The run's configuration; ``config.output_dir`` receives the checkpoints and metrics.
         dataset: An already loaded dataset; by default it is built from ``config.data``.
         resume: Continue from the newest good checkpoint in ``config.output_dir`` (starting afresh
-            when there is none).
+            when there is none). An elastic restart under torchrun continues its own job's
+            checkpoint without it (:mod:`stadb_reid.engine.elastic`).
         overwrite: Replace an earlier run in ``config.output_dir`` (its checkpoints, metrics, curves
             and TensorBoard events); without it or ``resume``, such a folder is refused.
         progress: Show progress bars.
@@ -118,6 +120,11 @@ def train(
         raise ConfigError("choose --resume or --overwrite, not both")
     context = DistributedContext.from_environment(resolve_device(config.device))
     try:
+        checkpoint = Path(config.output_dir) / CHECKPOINT_NAME
+        say = log if context.is_main else (lambda _: None)
+        if not resume and continues_own_checkpoint(checkpoint, say):
+            resume, overwrite = True, False  # an earlier attempt of this job applied --overwrite
+            say(f"this torchrun job wrote {checkpoint}: continuing it")
         with deterministic_algorithms(config.deterministic):
             return _train(config, context, dataset, resume, overwrite, progress, log, extra_metrics)
     finally:
@@ -222,6 +229,7 @@ def _train(
             num_classes=dataset.num_train_pids,
             config=config_to_dict(config),
             history=history,
+            torchrun_run_id=torchrun_run_id(),
         )
 
     def evaluate() -> dict[str, float]:

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,11 +27,24 @@ from ...engine.preflight import METRICS_NAME
 from ...errors import ConfigError, ReIDError, TrainingInterruptedError
 from .grid import RunSpec
 
-__all__ = ["RECORD_NAME", "SweepFailedError", "machine_description", "read_record", "run_sweep"]
+__all__ = [
+    "LAUNCH_NAME",
+    "LOG_NAME",
+    "RECORD_NAME",
+    "SESSIONS_NAME",
+    "SweepFailedError",
+    "close_session",
+    "machine_description",
+    "read_record",
+    "run_sweep",
+    "start_training",
+]
 
 RECORD_NAME = "record.json"
-_LOG_NAME = "train.log"
-_SESSIONS_NAME = "sessions.json"
+#: The run's output, its sessions (wall time, exit code) and its current launch, in its folder.
+LOG_NAME = "train.log"
+SESSIONS_NAME = "sessions.json"
+LAUNCH_NAME = "launch.json"
 
 
 class SweepFailedError(ReIDError, RuntimeError):
@@ -124,35 +138,69 @@ def _start(
     environment: dict[str, str],
     log: Callable[[str], None],
 ) -> _Running:
+    log(f"start {spec.folder}")
+    process = start_training(spec, output_dir, program, environment, {"launcher": "local"})
+    return _Running(spec, process, time.time())
+
+
+def start_training(
+    spec: RunSpec,
+    output_dir: Path,
+    program: Sequence[str],
+    environment: dict[str, str],
+    launch: dict[str, Any],
+) -> subprocess.Popen[bytes]:
+    """Start the run's ``train --resume`` in a child process that logs to the run's ``train.log``.
+
+    ``launch.json`` in the run's folder then names the launcher (``launch``), host, process and start.
+    """
     folder = output_dir / spec.folder
     folder.mkdir(parents=True, exist_ok=True)
     command = [*program, *spec.train_arguments(output_dir)]
-    log(f"start {spec.folder}")
-    with (folder / _LOG_NAME).open("ab") as output:
+    with (folder / LOG_NAME).open("ab") as output:
         output.write(f"$ {' '.join(command)}\n".encode())
         output.flush()
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
-    return _Running(spec, process, time.time())
+    state = {**launch, "host": socket.gethostname(), "pid": process.pid, "started": time.time()}
+    (folder / LAUNCH_NAME).write_text(json.dumps(state, indent=2) + "\n")
+    return process
 
 
 def _finish(
     job: _Running, output_dir: Path, threads: int, failed: list[str], log: Callable[[str], None]
 ) -> None:
-    folder = output_dir / job.spec.folder
-    seconds = time.time() - job.started
-    sessions_path = folder / _SESSIONS_NAME
+    if not close_session(job.spec, output_dir, job.started, job.process.returncode, threads, log):
+        failed.append(str(output_dir / job.spec.folder / LOG_NAME))
+
+
+def close_session(
+    spec: RunSpec, output_dir: Path, started: float, returncode: int, threads: int, log: Callable[[str], None]
+) -> bool:
+    """Add a finished session to the run's ``sessions.json``, and its record if it succeeded.
+
+    Returns:
+        Whether the session succeeded (exit code 0).
+    """
+    folder = output_dir / spec.folder
+    seconds = time.time() - started
+    sessions_path = folder / SESSIONS_NAME
     sessions = json.loads(sessions_path.read_text()) if sessions_path.is_file() else []
-    sessions.append({"wall_seconds": round(seconds, 1), "exit_code": job.process.returncode})
+    sessions.append({"wall_seconds": round(seconds, 1), "exit_code": returncode})
     sessions_path.write_text(json.dumps(sessions, indent=2) + "\n")
-    if job.process.returncode != 0:
-        failed.append(str(folder / _LOG_NAME))
-        log(f"FAILED {job.spec.folder} (exit {job.process.returncode}): see {folder / _LOG_NAME}")
-        return
+    launch_path = folder / LAUNCH_NAME
+    if launch_path.is_file():  # the run's process is gone
+        launch_path.write_text(
+            json.dumps({**json.loads(launch_path.read_text()), "pid": None}, indent=2) + "\n"
+        )
+    if returncode != 0:
+        log(f"FAILED {spec.folder} (exit {returncode}): see {folder / LOG_NAME}")
+        return False
     metrics = json.loads((folder / METRICS_NAME).read_text())
-    record = _record(job.spec, output_dir, metrics, sessions, threads)
+    record = _record(spec, output_dir, metrics, sessions, threads)
     (folder / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
     summary = "  ".join(f"{key} {metrics[key]:.1f}" for key in ("rank1", "mAP") if key in metrics)
-    log(f"done  {job.spec.folder} in {seconds / 60:.1f} min: {summary}")
+    log(f"done  {spec.folder} in {seconds / 60:.1f} min: {summary}")
+    return True
 
 
 def _record(
