@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ._threshold_drop_autograd import threshold_drop_with_maps
-from ._validation import check_feature_map, check_in_interval
+from .checks import check_feature_map, check_in_interval
 from .kernels.threshold_mask import channel_mean_attention, keep_mask_from_attention
 
 __all__ = ["SelfThresholdDrop", "self_threshold_drop"]

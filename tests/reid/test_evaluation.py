@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import warnings
 from typing import Any
@@ -16,7 +15,6 @@ from torch import nn
 
 from stadb_reid.evaluation import (
     Embeddings,
-    EvaluationProtocol,
     RankMetrics,
     evaluate_from_features,
     evaluate_rank,
@@ -285,9 +283,6 @@ def test_hand_worked_example():
     assert m.num_valid_queries == 2 and m.num_queries == 3
     assert m.average_precision[:2].tolist() == [1.0, 0.5] and math.isnan(m.average_precision[2])
     assert m.summary() == {"rank1": 50.0, "rank5": 100.0, "rank10": 100.0, "mAP": 75.0, "mINP": 75.0}
-    with pytest.deprecated_call(match=r"use RankMetrics\.summary\(\)"):
-        old = m.as_dict(ranks=(1, 2, 10))
-    assert old == {"mAP": 0.75, "mINP": 0.75, "rank-1": 0.5, "rank-2": 1.0}
     assert m.rank(2) == 1.0
     with pytest.raises(ValueError, match=r"n must lie in \[1, 4\]"):
         m.rank(5)
@@ -299,15 +294,6 @@ def test_summary_is_percent_with_rank_n_clipped_to_the_cmc():
     assert list(m.summary()) == ["rank1", "rank5", "rank10", "mAP", "mINP"]
     expected = [100 * m.rank(1), 100 * m.rank(5), 100 * m.rank(7), 100 * m.mean_ap, 100 * m.mean_inp]
     assert list(m.summary().values()) == expected
-
-
-@pytest.mark.parametrize("module", ["stadb_reid.evaluation", "stadb_reid.evaluation.rank"])
-def test_protocol_is_a_deprecated_alias_of_evaluation_protocol(module):
-    imported = importlib.import_module(module)
-    with pytest.deprecated_call(match=rf"{module}\.Protocol moved to .*EvaluationProtocol"):
-        assert imported.Protocol is EvaluationProtocol
-    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        _ = imported.Nope
 
 
 def test_ap_inp_with_several_hits():

@@ -15,11 +15,8 @@ or, with the full distance matrix (e.g. for re-ranking)::
         pairwise_distance(gf, gf, "sqeuclidean").numpy(),
     )
     cmc, mAP = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
-
-``Protocol``, the old name of :data:`EvaluationProtocol`, still imports with a ``DeprecationWarning``.
 """
 
-from .._moved import moved_names
 from .distance import DEFAULT_DISTANCE_CHUNK_SIZE, Metric, evaluate_from_features, pairwise_distance
 from .features import Embeddings, extract_features
 from .metrics import EvaluationProtocol, RankMetrics, format_truncated_ap, truncated_ap_key
@@ -45,6 +42,3 @@ __all__ = [
     "rank_metrics",
     "truncated_ap_key",
 ]
-
-# ``Protocol``, the old name of EvaluationProtocol, shadowed typing.Protocol.
-__getattr__ = moved_names(__name__, {"Protocol": "stadb_reid.evaluation.metrics:EvaluationProtocol"})

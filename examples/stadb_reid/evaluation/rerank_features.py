@@ -36,7 +36,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from stadb_layers._validation import check_in_interval, check_positive_int
+from stadb_layers.checks import check_in_interval, check_positive_int
 
 from ._inputs import FloatArray, IntArray
 from ._kreciprocal import encode, jaccard_blocks

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stadb_layers._validation import check_in_interval, check_positive_int
+from stadb_layers.checks import check_in_interval, check_positive_int
 
 from ._inputs import ArrayLike, FloatArray, IntArray, to_numpy
 from ._kreciprocal import encode, jaccard_blocks

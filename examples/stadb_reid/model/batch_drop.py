@@ -8,7 +8,7 @@ batch.
 import torch
 from torch import nn
 
-from stadb_layers._validation import check_in_interval
+from stadb_layers.checks import check_in_interval
 
 __all__ = ["BatchDrop"]
 

@@ -26,7 +26,7 @@ from types import ModuleType
 import numpy as np
 import numpy.typing as npt
 
-from stadb_layers._validation import check_positive_int
+from stadb_layers.checks import check_positive_int
 
 from ..errors import ConfigError
 from .exact import Gallery, SearchMetric
