@@ -13,7 +13,7 @@ if TYPE_CHECKING:
         evaluate_from_features,
         evaluate_rank,
         extract_features,
-        k_reciprocal_rerank,
+        k_reciprocal_rerank_features,
         pairwise_distance,
         rank_metrics,
     )
@@ -23,7 +23,7 @@ __all__ = [
     "evaluate_from_features",
     "evaluate_rank",
     "extract_features",
-    "k_reciprocal_rerank",
+    "k_reciprocal_rerank_features",
     "pairwise_distance",
     "rank_metrics",
 ]

@@ -7,13 +7,9 @@ Typical use::
     metrics = evaluate_from_features(qf, gf, q_pids, g_pids, q_camids, g_camids)  # chunked, low memory
     print(metrics.summary())  # rank1, rank5, rank10, mAP, mINP in percent
 
-or, with the full distance matrix (e.g. for re-ranking)::
+or, with a full distance matrix (e.g. re-ranked)::
 
-    distmat = k_reciprocal_rerank(
-        pairwise_distance(qf, gf, "sqeuclidean").numpy(),
-        pairwise_distance(qf, qf, "sqeuclidean").numpy(),
-        pairwise_distance(gf, gf, "sqeuclidean").numpy(),
-    )
+    distmat = k_reciprocal_rerank_features(qf, gf, metric="sqeuclidean")
     cmc, mAP = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
 """
 
@@ -23,7 +19,6 @@ from .metrics import EvaluationProtocol, RankMetrics, format_truncated_ap, trunc
 from .queries import has_match_in_other_camera
 from .rank import evaluate_rank, rank_metrics
 from .rerank_features import k_reciprocal_rerank_features
-from .reranking import k_reciprocal_rerank
 
 __all__ = [
     "DEFAULT_DISTANCE_CHUNK_SIZE",
@@ -36,7 +31,6 @@ __all__ = [
     "extract_features",
     "format_truncated_ap",
     "has_match_in_other_camera",
-    "k_reciprocal_rerank",
     "k_reciprocal_rerank_features",
     "pairwise_distance",
     "rank_metrics",
