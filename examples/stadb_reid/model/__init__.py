@@ -1,12 +1,10 @@
-"""The STADB network: backbone, heads, ablation variants and the BDB comparator."""
+"""The STADB network: backbone, heads, ablation variants and the BDB comparator (stadb_layers.BatchDrop)."""
 
 from .backbone import PretrainedWeightsUnavailableError, WeightsFileError, build_backbone, check_backbone_name
-from .batch_drop import BatchDrop
 from .heads import DropAttentionBranch, EmbeddingHead
 from .stadb import STADBNet, TrainOutput, Variant
 
 __all__ = [
-    "BatchDrop",
     "DropAttentionBranch",
     "EmbeddingHead",
     "PretrainedWeightsUnavailableError",
