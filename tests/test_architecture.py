@@ -31,7 +31,6 @@ LAYERS = {
     "engine": 5,
     "commands": 6,
     "cli": 7,
-    "console": 8,
     "__main__": 9,
     "": 10,  # the package's own __init__, a facade over the rest
 }
@@ -153,7 +152,8 @@ def private_imports_across_packages(packages: dict[str, Path]) -> list[str]:
                     target = ".".join([*base, node.module] if node.module else base)
                     imported = [(target, alias.name) for alias in node.names]
                 elif isinstance(node, ast.Import):
-                    imported = [tuple(alias.name.rsplit(".", 1)) for alias in node.names if "." in alias.name]
+                    split = [alias.name.rpartition(".") for alias in node.names if "." in alias.name]
+                    imported = [(module, member) for module, _, member in split]
                 else:
                     continue
                 for module, member in imported:
