@@ -1,11 +1,14 @@
 """Drop-in layers for STADB: self-thresholding drop, attention, branch selection and triplet loss.
 
+``BatchDrop``, the drop layer of BDB (the paper's comparator), sits beside ``SelfThresholdDrop``.
+
 Reference implementation of "STADB: A Self-Thresholding Attention Guided ADB Network for Person
 Re-identification" (Jiang, Wang, Wang, Zheng).
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .batch_drop import BatchDrop, batch_drop
 from .branch_selector import RandomBranchSelector
 from .cbam import CBAM
 from .create_attention import create_attention
@@ -24,10 +27,12 @@ __all__ = [
     "CBAM",
     "SE",
     "SRM",
+    "BatchDrop",
     "RandomBranchSelector",
     "SelfThresholdDrop",
     "SoftMarginBatchHardTriplet",
     "TripletAttention",
+    "batch_drop",
     "create_attention",
     "self_threshold_drop",
     "soft_margin_batch_hard_triplet",

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ._validation import check_int, check_probability
+from .checks import check_int, check_probability
 
 __all__ = ["RandomBranchSelector"]
 

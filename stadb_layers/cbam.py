@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from stadb_layers._validation import (
+from stadb_layers.checks import (
     check_bool,
     check_choice,
     check_feature_map,

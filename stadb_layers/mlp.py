@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from stadb_layers._validation import check_positive_int
+from stadb_layers.checks import check_positive_int
 
 __all__ = ["ChannelMLP"]
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from stadb_layers._validation import check_feature_map
+from stadb_layers.checks import check_feature_map
 from stadb_layers.mlp import ChannelMLP
 
 __all__ = ["SE"]

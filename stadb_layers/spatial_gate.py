@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from stadb_layers._validation import check_bool, check_choice, check_feature_map, check_odd_kernel_size
+from stadb_layers.checks import check_bool, check_choice, check_feature_map, check_odd_kernel_size
 
 __all__ = ["POOL_ORDERS", "SpatialGate", "z_pool"]
 

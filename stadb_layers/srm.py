@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from stadb_layers._validation import check_feature_map, check_in_interval, check_positive_int
+from stadb_layers.checks import check_feature_map, check_in_interval, check_positive_int
 
 __all__ = ["SRM"]
 

@@ -7,11 +7,11 @@ From "STADB: A Self-Thresholding Attention Guided ADB Network for Person Re-iden
 The layer erases the most discriminative positions of a feature map during training, so the network
 has to learn from the remaining ones.
 
-:func:`self_threshold_drop` is the functional op, the eager formulation and the reference; its mask rule
-is :mod:`stadb_layers.kernels.threshold_mask`. :class:`SelfThresholdDrop` runs the same computation in
-training mode through ``threshold_drop_with_maps`` of :mod:`stadb_layers._threshold_drop_autograd`, a
-custom autograd function with fused passes: a Triton kernel for CUDA tensors, a cache-blocked ATen pass
-on CPU, and the eager formulation everywhere else and under TorchScript and ``torch.compile``.
+:func:`self_threshold_drop` is the functional op and :class:`SelfThresholdDrop` the layer; both run one
+path, ``threshold_drop_with_maps`` of :mod:`stadb_layers._threshold_drop_autograd`: a custom autograd
+function with fused passes (a Triton kernel for CUDA tensors, a cache-blocked ATen pass on CPU), and the
+eager formulation everywhere else and under TorchScript and ``torch.compile``. The mask rule, with the
+reference operators that every pass reproduces bit for bit, is :mod:`stadb_layers.kernels.threshold_mask`.
 
 Edge semantics (see :func:`self_threshold_drop`): with ``alpha``, a sample without a positive peak
 attention is left unchanged; in both modes a sample whose attention has a NaN is left unchanged, so
@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from ._threshold_drop_autograd import threshold_drop_with_maps
-from ._validation import check_feature_map, check_in_interval
-from .kernels.threshold_mask import channel_mean_attention, keep_mask_from_attention
+from .checks import check_feature_map, check_in_interval
 
 __all__ = ["SelfThresholdDrop", "self_threshold_drop"]
 
@@ -80,8 +79,8 @@ def self_threshold_drop(
     The mask is a constant for autograd, so :math:`\partial y / \partial x = M`. Half-precision inputs
     compute the attention in float32.
 
-    This function is the plain eager formulation, kept as the reference; :class:`SelfThresholdDrop`
-    computes the same masks (bit for bit) with fused kernels and less memory.
+    The function runs the layer's fused path (see :class:`SelfThresholdDrop` for its performance), which
+    saves only the boolean mask for backward; its masks equal the eager formulation's bit for bit.
 
     Args:
         x: Feature map of shape (N, C, H, W), floating point.
@@ -108,8 +107,8 @@ def self_threshold_drop(
     """
     check_feature_map(x, "x")
     alpha, drop_ratio = _resolve_mode(alpha, drop_ratio)
-    keep = keep_mask_from_attention(channel_mean_attention(x), alpha, drop_ratio)
-    return x * keep, keep
+    out, _, keep = threshold_drop_with_maps(x, alpha, drop_ratio, False)
+    return out, keep
 
 
 class SelfThresholdDrop(nn.Module):
@@ -129,13 +128,12 @@ class SelfThresholdDrop(nn.Module):
     mask for backward (``N*H*W`` bytes, never the input) and allocates one output, or none with
     ``inplace=True``. CUDA tensors (float32/float16/bfloat16) use a Triton kernel when Triton is
     installed, CPU tensors a cache-blocked pass that reads the input from memory once; other devices,
-    TorchScript and ``torch.compile`` use the eager formulation of :func:`self_threshold_drop`. All paths
+    TorchScript and ``torch.compile`` use the eager formulation (the reference operators of
+    :mod:`stadb_layers.kernels.threshold_mask`). :func:`self_threshold_drop` runs the same path. All paths
     compute the attention with the same reduction as the eager formulation, so the masks are
     bit-identical to it. For 16-bit inputs that attention is accumulated in float32, so the mask can
     differ, at positions within rounding of the threshold, from an implementation that averages in
-    bfloat16 or float16 (such as the original ADL code run under autocast). On CPU, output and gradient
-    buffers of 1 MiB or more are recycled between calls once no tensor uses them (up to two idle buffers
-    are kept), because fresh allocations page-fault; see :mod:`stadb_layers.kernels.cpu_threshold_drop`.
+    bfloat16 or float16 (such as the original ADL code run under autocast).
 
     Args:
         alpha: Threshold as a fraction of each sample's peak attention, in (0, 1]. Defaults to 0.8 (the

@@ -12,7 +12,7 @@ import torch
 from einops.layers.torch import Rearrange
 from torch import Tensor, nn
 
-from stadb_layers._validation import check_feature_map, check_odd_kernel_size, check_positive_int
+from stadb_layers.checks import check_feature_map, check_odd_kernel_size, check_positive_int
 from stadb_layers.spatial_gate import SpatialGate, z_pool
 
 __all__ = ["TripletAttention"]

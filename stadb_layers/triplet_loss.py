@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stadb_layers._validation import check_in_interval
+from stadb_layers.checks import check_in_interval
 
 __all__ = ["SoftMarginBatchHardTriplet", "soft_margin_batch_hard_triplet"]
 

@@ -1,4 +1,5 @@
-"""The import contract: the packages form layers that import only downwards, and no modules import in a cycle.
+"""The import contract: the packages form layers that import only downwards, no modules import in a cycle,
+and no module imports an underscore name from another package.
 
 ``stadb_reid``, bottom to top (see docs/contributing.md)::
 
@@ -20,7 +21,6 @@ PACKAGES = {"stadb_layers": ROOT / "stadb_layers", "stadb_reid": ROOT / "example
 #: Layer of each part of stadb_reid (its subpackage or top-level module); a higher one may import a lower one.
 LAYERS = {
     "errors": 0,
-    "_moved": 0,
     "config": 1,
     "data": 2,
     "model": 2,
@@ -31,7 +31,6 @@ LAYERS = {
     "engine": 5,
     "commands": 6,
     "cli": 7,
-    "console": 8,
     "__main__": 9,
     "": 10,  # the package's own __init__, a facade over the rest
 }
@@ -132,6 +131,45 @@ def test_no_module_imports_in_a_cycle() -> None:
     assert cycles(import_graph(PACKAGES)) == []
 
 
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_imports_across_packages(packages: dict[str, Path]) -> list[str]:
+    """``"module -> package.module:name"`` for every underscore module or name imported from another package.
+
+    A package is one folder (``stadb_reid.engine`` and ``stadb_reid.engine.sweep`` are two); imports under
+    ``if TYPE_CHECKING:`` count too.
+    """
+    problems = []
+    for name, folder in packages.items():
+        for path in sorted(folder.rglob("*.py")):
+            parts = (name, *path.relative_to(folder).with_suffix("").parts)
+            home = ".".join(parts[:-1])
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom):
+                    base = parts[: len(parts) - node.level] if node.level else ()
+                    target = ".".join([*base, node.module] if node.module else base)
+                    imported = [(target, alias.name) for alias in node.names]
+                elif isinstance(node, ast.Import):
+                    split = [alias.name.rpartition(".") for alias in node.names if "." in alias.name]
+                    imported = [(module, member) for module, _, member in split]
+                else:
+                    continue
+                for module, member in imported:
+                    if module.split(".")[0] not in packages:
+                        continue
+                    is_folder = (packages[module.split(".")[0]].joinpath(*module.split(".")[1:])).is_dir()
+                    source = module if is_folder else module.rpartition(".")[0]
+                    if source != home and any(_private(part) for part in [*module.split("."), member]):
+                        problems.append(f"{'.'.join(parts)} -> {module}:{member}")
+    return problems
+
+
+def test_no_underscore_name_is_imported_from_another_package() -> None:
+    assert private_imports_across_packages(PACKAGES) == []
+
+
 @pytest.fixture
 def fake_tree(tmp_path: Path) -> Path:
     """A small stadb_reid whose data imports the engine, and whose engine modules import each other."""
@@ -140,7 +178,9 @@ def fake_tree(tmp_path: Path) -> Path:
         (root / folder).mkdir(parents=True)
         (root / folder / "__init__.py").write_text("")
     (root / "__init__.py").write_text("")
-    (root / "data" / "loaders.py").write_text("def f():\n    from ..engine.trainer import train\n")
+    (root / "data" / "loaders.py").write_text(
+        "from ._sizes import SIZE\ndef f():\n    from ..engine.trainer import train, _helper\n"
+    )
     (root / "engine" / "trainer.py").write_text("from . import evaluate\n")
     (root / "engine" / "evaluate.py").write_text("from .trainer import train\n")
     (root / "engine" / "hints.py").write_text(
@@ -158,3 +198,6 @@ def test_the_checks_catch_an_upward_import_and_a_cycle(fake_tree: Path) -> None:
         ["stadb_reid.engine.evaluate", "stadb_reid.engine.trainer"]
     ]
     assert "stadb_reid.engine.trainer" not in graph["stadb_reid.engine.hints"]
+    assert private_imports_across_packages({"stadb_reid": fake_tree}) == [
+        "stadb_reid.data.loaders -> stadb_reid.engine.trainer:_helper"
+    ]

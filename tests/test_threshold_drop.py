@@ -11,7 +11,8 @@ from hypothesis.extra.numpy import arrays
 from stadb_layers.kernels.threshold_mask import channel_mean_attention
 from stadb_layers.threshold_drop import SelfThresholdDrop, self_threshold_drop
 
-from .layer_testing import BadInput, BaseLayerTests, feature_map_bad_inputs
+from .drop_layer_testing import DropLayerTests
+from .layer_testing import BadInput, feature_map_bad_inputs
 
 shapes = st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 7), st.integers(1, 7))
 alphas = st.floats(0.05, 1.0, exclude_min=False)
@@ -250,10 +251,10 @@ def test_eval_mode_is_the_identity() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# The generic battery (tests/layer_testing.py), one class per mode.
+# The generic battery (tests/layer_testing.py, tests/drop_layer_testing.py), one class per mode.
 
 
-class TestSelfThresholdDrop(BaseLayerTests):
+class TestSelfThresholdDrop(DropLayerTests):
     layer_class = SelfThresholdDrop
     config: ClassVar[dict[str, Any]] = {"alpha": 0.8}
     has_functional = True

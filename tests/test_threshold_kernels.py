@@ -53,12 +53,16 @@ TRITON_SHAPES = [(1, 3, 1, 1), (3, 1, 1, 1), (1, 7, 5, 3), (2, 5, 3, 7), (3, 37,
 
 
 def reference(x: torch.Tensor, mode: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(out, attention, keep)`` of the eager formulation."""
+    """``(out, attention, keep)`` of the eager formulation: the rule's reference operators, whole input."""
     attention = channel_mean_attention(x)
     keep = keep_mask_from_attention(attention, mode.get("alpha"), mode.get("drop_ratio"))
-    out, keep_functional = self_threshold_drop(x, **mode)
-    assert torch.equal(keep, keep_functional)
-    return out, attention, keep
+    return x * keep, attention, keep
+
+
+def eager_drop(x: torch.Tensor, **mode: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(out, keep)`` of the eager formulation, the oracle of the fused paths."""
+    out, _, keep = reference(x, mode)
+    return out, keep
 
 
 def assert_bitwise_equal(actual: torch.Tensor, expected: torch.Tensor) -> None:
@@ -261,7 +265,7 @@ def test_module_dispatch_uses_triton_on_cuda(device: str) -> None:
     x = make_input((4, 64, 6, 4), torch.bfloat16, device).requires_grad_(True)
     out = layer(x)
     assert out.grad_fn is not None and "ThresholdDrop" in type(out.grad_fn).__name__
-    expected_out, expected_keep = self_threshold_drop(x.detach(), alpha=0.8)
+    expected_out, expected_keep = eager_drop(x.detach(), alpha=0.8)
     assert_bitwise_equal(out.detach(), expected_out)
     assert layer.last_keep_mask is not None and torch.equal(layer.last_keep_mask, expected_keep)
     # Extra memory of a forward: the output plus (N, 1, H, W) maps, never a second input-sized buffer.
@@ -327,7 +331,7 @@ def test_half_precision_mask_differs_from_bf16_averaging_at_rounding_ties() -> N
     x = bf16_rounding_tie_example()
     _, attention, keep = fused_threshold_drop(x, 0.8, None, backend="cpu")
     assert attention.dtype == torch.float32 and keep.flatten().tolist() == [True, False]
-    assert torch.equal(keep, self_threshold_drop(x, alpha=0.8)[1])
+    assert torch.equal(keep, eager_drop(x, alpha=0.8)[1])
     bf16_attention = x.mean(dim=1, keepdim=True)  # the ADL code under autocast: bfloat16 mean
     bf16_keep = bf16_attention < 0.8 * bf16_attention.amax(dim=(2, 3), keepdim=True)
     assert bf16_keep.flatten().tolist() == [False, False]
@@ -432,7 +436,7 @@ def test_inplace_returns_the_input_and_matches_eager() -> None:
         layer = SelfThresholdDrop(0.8, inplace=inplace)
         out = layer(y)
         assert (out is y) == inplace
-        expected, expected_keep = self_threshold_drop(conv(source).detach(), alpha=0.8)
+        expected, expected_keep = eager_drop(conv(source).detach(), alpha=0.8)
         assert_bitwise_equal(out.detach(), expected)
         assert layer.last_keep_mask is not None and torch.equal(layer.last_keep_mask, expected_keep)
         out.pow(2).sum().backward()
@@ -456,57 +460,7 @@ def test_inplace_is_refused_where_autograd_forbids_it() -> None:
     # Without autograd, writing into a leaf is fine.
     with torch.no_grad():
         out = layer(leaf)
-    assert out is leaf and torch.equal(leaf.detach(), self_threshold_drop(before, alpha=0.8)[0])
-
-
-@pytest.fixture
-def small_buffer_pool() -> Iterator[cpu_threshold_drop.BufferPool]:
-    """A fresh two-buffer pool in place of the global one, pooling buffers of any size."""
-    pool = cpu_threshold_drop.BufferPool(capacity=2)
-    with (
-        mock.patch.object(cpu_threshold_drop, "POOL_MIN_BYTES", 1),
-        mock.patch.object(cpu_threshold_drop, "_pool", pool),
-    ):
-        yield pool
-
-
-def test_cpu_buffers_are_recycled_once_free(small_buffer_pool: cpu_threshold_drop.BufferPool) -> None:
-    x = make_input((2, 8, 4, 4), torch.float32, "cpu")
-    first = fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
-    address = first.data_ptr()
-    view = first[1:]
-    del first
-    second = fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
-    assert second.data_ptr() != address  # a view still uses the first buffer
-    del view
-    third = fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
-    assert third.data_ptr() == address and len(small_buffer_pool) == 2  # recycled, nothing new allocated
-    assert_bitwise_equal(third, self_threshold_drop(x, alpha=0.8)[0])
-    channels_last = x.to(memory_format=torch.channels_last)
-    del third
-    fourth = fused_threshold_drop(channels_last, 0.8, None, backend="cpu")[0]
-    assert fourth.data_ptr() == address and fourth.is_contiguous(memory_format=torch.channels_last)
-    assert_bitwise_equal(fourth, self_threshold_drop(channels_last, alpha=0.8)[0])
-    small_buffer_pool.clear()
-    assert len(small_buffer_pool) == 0 and torch.equal(fourth, self_threshold_drop(x, alpha=0.8)[0])
-
-
-@pytest.mark.usefixtures("small_buffer_pool")
-def test_cpu_pool_never_recycles_shared_memory() -> None:
-    x = make_input((2, 8, 4, 4), torch.float32, "cpu")
-    first = fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
-    first.share_memory_()  # as when sent to another process through torch.multiprocessing
-    address = first.data_ptr()
-    del first
-    second = fused_threshold_drop(x, 0.8, None, backend="cpu")[0]
-    assert second.data_ptr() != address
-
-
-def test_cpu_pool_is_off_for_small_buffers() -> None:
-    pool = cpu_threshold_drop.BufferPool(capacity=2)
-    with mock.patch.object(cpu_threshold_drop, "_pool", pool):
-        fused_threshold_drop(make_input((2, 8, 4, 4), torch.float32, "cpu"), 0.8, None, backend="cpu")
-    assert len(pool) == 0
+    assert out is leaf and torch.equal(leaf.detach(), eager_drop(before, alpha=0.8)[0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -519,11 +473,23 @@ def test_module_picks_the_fused_cpu_path(mode: dict[str, float]) -> None:
     x = make_input((3, 16, 6, 4), torch.float32, "cpu").requires_grad_(True)
     out = layer(x)
     assert isinstance(out.grad_fn, ThresholdDropFunction._backward_cls)
-    expected, expected_keep = self_threshold_drop(x.detach(), **mode)
+    expected, expected_keep = eager_drop(x.detach(), **mode)
     assert_bitwise_equal(out.detach(), expected)
     assert layer.last_keep_mask is not None and torch.equal(layer.last_keep_mask, expected_keep)
     assert layer.last_attention is not None and not layer.last_attention.requires_grad
     assert layer.eval()(x) is x
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_function_runs_the_modules_fused_path(mode: dict[str, float]) -> None:
+    x = make_input((3, 16, 6, 4), torch.float32, "cpu").requires_grad_(True)
+    out, keep = self_threshold_drop(x, **mode)
+    assert isinstance(out.grad_fn, ThresholdDropFunction._backward_cls)
+    expected, expected_keep = eager_drop(x.detach(), **mode)
+    assert_bitwise_equal(out.detach(), expected)
+    assert torch.equal(keep, expected_keep)
+    layer_out = SelfThresholdDrop(mode.get("alpha"), drop_ratio=mode.get("drop_ratio"))(x)
+    assert type(layer_out.grad_fn) is type(out.grad_fn)
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -532,7 +498,7 @@ def test_torchscript_uses_the_eager_formulation(inplace: bool) -> None:
     layer = SelfThresholdDrop(0.8, inplace=inplace)
     scripted = torch.jit.script(layer)
     x = make_input((2, 16, 6, 4), torch.float32, "cpu")
-    expected, expected_keep = self_threshold_drop(x, alpha=0.8)
+    expected, expected_keep = eager_drop(x, alpha=0.8)
     assert_bitwise_equal(scripted(x.clone()), expected)
     assert scripted.last_keep_mask is not None and torch.equal(scripted.last_keep_mask, expected_keep)
 
@@ -544,7 +510,7 @@ def test_torch_compile_fullgraph(mode: dict[str, float]) -> None:
     compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
     x = make_input((2, 16, 6, 4), torch.float32, "cpu").requires_grad_(True)
     out = compiled(x)
-    expected, _ = self_threshold_drop(x.detach(), **mode)
+    expected, _ = eager_drop(x.detach(), **mode)
     assert_bitwise_equal(out.detach(), expected)
     out.sum().backward()
     assert x.grad is not None
@@ -557,9 +523,9 @@ def test_functorch_transforms_fall_back_to_eager() -> None:
     x = make_input((2, 8, 4, 4), torch.float32, "cpu")
     batched = torch.stack([x, -x])
     out = torch.vmap(layer)(batched)
-    assert_bitwise_equal(out[1], self_threshold_drop(-x, alpha=0.8)[0])
+    assert_bitwise_equal(out[1], eager_drop(-x, alpha=0.8)[0])
     grad = torch.func.grad(lambda t: layer(t).sum())(x)
-    assert_bitwise_equal(grad, self_threshold_drop(x, alpha=0.8)[1].expand_as(x).to(x.dtype))
+    assert_bitwise_equal(grad, eager_drop(x, alpha=0.8)[1].expand_as(x).to(x.dtype))
 
 
 def test_other_devices_fall_back_to_eager() -> None:

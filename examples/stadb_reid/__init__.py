@@ -1,7 +1,7 @@
 """STADB person re-identification trainer built from stadb_layers.
 
-The evaluation functions below are imported on first use, so that the ``stadb-reid`` command can
-start (and name the missing extra) on an install without the trainer's dependencies.
+The evaluation functions below are imported on first use, so that importing a subpackage (the
+``stadb-reid`` command line, for one) does not load the evaluation stack.
 """
 
 from importlib import import_module
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
         evaluate_from_features,
         evaluate_rank,
         extract_features,
-        k_reciprocal_rerank,
+        k_reciprocal_rerank_features,
         pairwise_distance,
         rank_metrics,
     )
@@ -23,7 +23,7 @@ __all__ = [
     "evaluate_from_features",
     "evaluate_rank",
     "extract_features",
-    "k_reciprocal_rerank",
+    "k_reciprocal_rerank_features",
     "pairwise_distance",
     "rank_metrics",
 ]

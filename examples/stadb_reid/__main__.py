@@ -1,6 +1,6 @@
 """``python -m stadb_reid`` runs the ``stadb-reid`` command (also under ``torchrun``)."""
 
-from .console import main
+from .cli import main
 
 if __name__ == "__main__":
     main()

@@ -36,6 +36,7 @@ from ..browser import Tab, browser_tab
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
+DOCS_INSTALL = "pip install -e . -e 'examples/stadb_reid[docs]'"
 SKIP_MARKER = "<!-- docs-test: skip -->"
 # Extras an example may import; without them the page's examples are skipped, not failed.
 OPTIONAL_MODULES = frozenset(
@@ -94,7 +95,7 @@ def built_site(out_dir: Path) -> tuple[Path, str]:
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for module in ("mkdocs", "material", "mkdocstrings_handlers.python", "latex2mathml", "matplotlib"):
-        pytest.importorskip(module, reason=f"{module} is not installed: pip install -e '.[docs]'")
+        pytest.importorskip(module, reason=f"{module} is not installed: {DOCS_INSTALL}")
     return built_site(tmp_path_factory.mktemp("docs"))[0]
 
 
@@ -197,7 +198,7 @@ def test_demo_config_row_states_its_size_and_epochs() -> None:
 # ------------------------------------------------------------------------------- docs/hooks.py
 def load_hooks() -> Any:
     for module in ("mkdocs", "latex2mathml"):
-        pytest.importorskip(module, reason=f"{module} is not installed: pip install -e '.[docs]'")
+        pytest.importorskip(module, reason=f"{module} is not installed: {DOCS_INSTALL}")
     spec = importlib.util.spec_from_file_location("stadb_docs_hooks_under_test", DOCS / "hooks.py")
     assert spec is not None and spec.loader is not None
     hooks = importlib.util.module_from_spec(spec)

@@ -3,7 +3,6 @@
 The commands run in-process through :func:`stadb_reid.cli.main`, as the console script runs them.
 """
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -203,28 +202,6 @@ def test_an_unwritable_output_folder(
     monkeypatch.setattr("stadb_reid.engine.preflight.tempfile.mkstemp", refuse)
     code, _, err = run_cli(train_arguments(tmp_path), monkeypatch, capsys)
     assert_one_line_error(code, err, "is not writable: Permission denied")
-
-
-@pytest.mark.parametrize("command", ["--help", "train --help"])
-def test_the_bare_install_names_the_extra(command: str) -> None:
-    # pip install stadb-layers (no extra) has torch and einops only: hide the trainer's dependencies.
-    script = (
-        "import sys\n"
-        "class Hide:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in {'typer', 'omegaconf', 'timm', 'numpy', 'PIL', 'tqdm'}:\n"
-        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
-        "sys.meta_path.insert(0, Hide())\n"
-        f"sys.argv = ['stadb-reid', *{command.split()!r}]\n"
-        "from stadb_reid.console import main\n"
-        "main()\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1, result.stderr
-    assert result.stderr.strip().splitlines() == [
-        "error: stadb-reid needs the trainer's extra (typer is not installed): "
-        "pip install 'stadb-layers[reid]'"
-    ]
 
 
 def test_backbone_weights_that_would_run_code_are_refused(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import warnings
 from typing import Any
@@ -16,12 +15,10 @@ from torch import nn
 
 from stadb_reid.evaluation import (
     Embeddings,
-    EvaluationProtocol,
     RankMetrics,
     evaluate_from_features,
     evaluate_rank,
     extract_features,
-    k_reciprocal_rerank,
     pairwise_distance,
     rank_metrics,
 )
@@ -117,39 +114,6 @@ def torchreid_python_eval(distmat, q_pids, g_pids, q_camids, g_camids, max_rank)
         tmp_cmc = np.asarray([x / (i + 1.0) for i, x in enumerate(tmp_cmc)]) * raw_cmc
         all_ap.append(tmp_cmc.sum() / raw_cmc.sum())
     return np.asarray(all_cmc).astype(np.float32).sum(0) / len(all_cmc), float(np.mean(all_ap))
-
-
-def reference_rerank(q_g, q_q, g_g, k1, k2, lam):
-    """The paper's steps, transcribed with dense matrices and Python loops."""
-    nq, ng = q_g.shape
-    n = nq + ng
-    dist = np.block([[q_q, q_g], [q_g.T, g_g]]).astype(np.float64)
-    row_max = dist.max(axis=1)
-    dist = dist / np.where(row_max > 0, row_max, 1.0)[:, None]
-    rank = np.argsort(dist, axis=1, kind="stable")
-
-    def reciprocal(i, k):
-        return [int(j) for j in rank[i, : k + 1] if i in rank[j, : k + 1]]
-
-    v = np.zeros((n, n))
-    for i in range(n):
-        r = reciprocal(i, k1)
-        expanded = set(r)
-        for j in r:
-            rj = reciprocal(j, int(np.around(k1 / 2)))
-            if len(set(rj) & set(r)) > 2.0 / 3.0 * len(rj):
-                expanded |= set(rj)
-        idx = np.array(sorted(expanded), dtype=int)
-        weights = np.exp(-dist[i, idx])
-        v[i, idx] = weights / weights.sum()
-    if k2 > 1:
-        v = np.stack([v[rank[i, :k2]].mean(axis=0) for i in range(n)])
-    jaccard = np.zeros((nq, ng))
-    for p in range(nq):
-        for g in range(ng):
-            union = np.maximum(v[p], v[nq + g]).sum()  # 0 when both sets are empty: distance 1
-            jaccard[p, g] = 1.0 - np.minimum(v[p], v[nq + g]).sum() / union if union > 0 else 1.0
-    return (1 - lam) * jaccard + lam * dist[:nq, nq:]
 
 
 # --------------------------------------------------------------------------- problem generators
@@ -285,9 +249,6 @@ def test_hand_worked_example():
     assert m.num_valid_queries == 2 and m.num_queries == 3
     assert m.average_precision[:2].tolist() == [1.0, 0.5] and math.isnan(m.average_precision[2])
     assert m.summary() == {"rank1": 50.0, "rank5": 100.0, "rank10": 100.0, "mAP": 75.0, "mINP": 75.0}
-    with pytest.deprecated_call(match=r"use RankMetrics\.summary\(\)"):
-        old = m.as_dict(ranks=(1, 2, 10))
-    assert old == {"mAP": 0.75, "mINP": 0.75, "rank-1": 0.5, "rank-2": 1.0}
     assert m.rank(2) == 1.0
     with pytest.raises(ValueError, match=r"n must lie in \[1, 4\]"):
         m.rank(5)
@@ -299,15 +260,6 @@ def test_summary_is_percent_with_rank_n_clipped_to_the_cmc():
     assert list(m.summary()) == ["rank1", "rank5", "rank10", "mAP", "mINP"]
     expected = [100 * m.rank(1), 100 * m.rank(5), 100 * m.rank(7), 100 * m.mean_ap, 100 * m.mean_inp]
     assert list(m.summary().values()) == expected
-
-
-@pytest.mark.parametrize("module", ["stadb_reid.evaluation", "stadb_reid.evaluation.rank"])
-def test_protocol_is_a_deprecated_alias_of_evaluation_protocol(module):
-    imported = importlib.import_module(module)
-    with pytest.deprecated_call(match=rf"{module}\.Protocol moved to .*EvaluationProtocol"):
-        assert imported.Protocol is EvaluationProtocol
-    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        _ = imported.Nope
 
 
 def test_ap_inp_with_several_hits():
@@ -574,79 +526,6 @@ def test_extract_features_from_dict_batches_and_errors():
         extract_features(model, [{"images": torch.randn(2, 3, 2, 2), "pids": [1, 2]}])
     with pytest.raises(ValueError, match=r"\(N, D\) embedding"):
         extract_features(nn.Identity(), [(torch.randn(2, 3, 2, 2), [1, 2], [0, 0])])
-
-
-# --------------------------------------------------------------------------- re-ranking
-
-
-def pool_distances(seed, nq, ng, dim, integer):
-    x = np.random.default_rng(seed).normal(size=(nq + ng, dim))
-    if integer:
-        x = np.round(x)  # duplicate points: tied neighbours
-    d = ((x[:, None] - x[None]) ** 2).sum(-1)
-    return d[:nq, nq:], d[:nq, :nq], d[nq:, nq:]
-
-
-@settings(max_examples=30, deadline=None)
-@given(
-    seed=st.integers(0, 10_000),
-    nq=st.integers(1, 8),
-    ng=st.integers(1, 24),
-    dim=st.integers(1, 5),
-    integer=st.booleans(),
-    k1=st.integers(1, 25),
-    k2=st.integers(1, 7),
-    lam=st.floats(0.0, 1.0),
-)
-def test_rerank_matches_straightforward_reference(seed, nq, ng, dim, integer, k1, k2, lam):
-    q_g, q_q, g_g = pool_distances(seed, nq, ng, dim, integer)
-    out = k_reciprocal_rerank(q_g, q_q, g_g, k1=k1, k2=k2, lambda_value=lam)
-    expected = reference_rerank(q_g, q_q, g_g, k1, k2, lam)
-    assert out.shape == (nq, ng) and out.dtype == np.float32
-    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
-
-
-def test_rerank_properties_and_defaults():
-    q_g, q_q, g_g = pool_distances(0, 10, 50, 8, False)
-    out = k_reciprocal_rerank(q_g, q_q, g_g)  # paper defaults k1=20, k2=6, lambda=0.3
-    assert out.shape == (10, 50) and np.isfinite(out).all()
-    np.testing.assert_allclose(out, reference_rerank(q_g, q_q, g_g, 20, 6, 0.3), rtol=1e-6, atol=1e-6)
-    # lambda = 1: the original distances, divided by the row maximum over probes and gallery.
-    scale = np.maximum(q_q.max(1), q_g.max(1))[:, None]
-    np.testing.assert_allclose(k_reciprocal_rerank(q_g, q_q, g_g, lambda_value=1.0), q_g / scale, rtol=1e-6)
-    # lambda = 0: the Jaccard distance, in [0, 1].
-    jac = k_reciprocal_rerank(q_g, q_q, g_g, lambda_value=0.0)
-    assert jac.min() >= 0.0 and jac.max() <= 1.0 + 1e-6
-    # Tensors are accepted and scaling all distances does not change the result.
-    as_tensors = k_reciprocal_rerank(
-        torch.from_numpy(q_g * 7), torch.from_numpy(q_q * 7), torch.from_numpy(g_g * 7)
-    )
-    np.testing.assert_allclose(as_tensors, out, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize(
-    ("args", "kwargs", "message"),
-    [
-        ((np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((4, 4))), {}, r"g_g_dist must have shape \(3, 3\)"),
-        ((np.zeros((2, 3)), np.zeros((3, 3)), np.zeros((3, 3))), {}, r"q_q_dist must have shape \(2, 2\)"),
-        ((np.zeros(3), np.zeros((1, 1)), np.zeros((3, 3))), {}, "q_g_dist must be a 2-D"),
-        ((np.full((2, 3), np.inf), np.zeros((2, 2)), np.zeros((3, 3))), {}, "q_g_dist must be finite"),
-        ((np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((3, 3))), {"k1": 0}, "k1 must be a positive integer"),
-        (
-            (np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((3, 3))),
-            {"k2": 1.5},
-            "k2 must be a positive integer",
-        ),
-        (
-            (np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((3, 3))),
-            {"lambda_value": 2.0},
-            "lambda_value must lie",
-        ),
-    ],
-)
-def test_rerank_bad_inputs(args, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        k_reciprocal_rerank(*args, **kwargs)
 
 
 @settings(max_examples=50, deadline=None)

@@ -100,7 +100,7 @@ def test_faiss_returns_the_exact_results(metric: SearchMetric) -> None:
 def test_a_missing_faiss_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` fail
     q, g = random_problem(queries=1)
-    with pytest.raises(ConfigError, match=r"faiss-cpu: pip install 'stadb-layers\[search\]'") as error:
+    with pytest.raises(ConfigError, match=r"faiss-cpu: pip install 'stadb-reid\[search\]'") as error:
         faiss_search(q, g, 3)
     assert "\n" not in str(error.value)
 
@@ -325,4 +325,4 @@ def test_faiss_requested_but_missing(built, tmp_path: Path, monkeypatch, capsys)
     index, images = built
     arguments = ["search", "--index", str(index), "--query", str(images), "--backend", "faiss"]
     code, _, err = run_cli([*arguments, "--out-json", str(tmp_path / "r.json")], monkeypatch, capsys)
-    assert_one_line_error(code, err, "the faiss backend needs faiss-cpu: pip install 'stadb-layers[search]'")
+    assert_one_line_error(code, err, "the faiss backend needs faiss-cpu: pip install 'stadb-reid[search]'")

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from stadb_layers._validation import check_int
+from stadb_layers.checks import check_int
 
 from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..engine.preflight import METRICS_NAME, MODEL_DIR

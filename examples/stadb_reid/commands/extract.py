@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from stadb_layers._validation import check_non_negative_int, check_positive_int
+from stadb_layers.checks import check_non_negative_int, check_positive_int
 
 from ..config import Config
 from ..data import (

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from stadb_layers._validation import check_positive_int
+from stadb_layers.checks import check_positive_int
 
 from ..data import ReIDSample, build_test_transform, dataset_from_config, read_image
 from ..engine.build import resolve_device

@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
-from stadb_layers._validation import check_in_interval, check_int, check_positive_int
+from stadb_layers.checks import check_in_interval, check_int, check_positive_int
 from stadb_reid.data.datasets import ReIDDataset, ReIDSample
 from stadb_reid.data.sampler import IdentityBatchSampler, IdentityEpochSampler, PKSampler
 from stadb_reid.data.transforms import build_test_transform, build_train_transform

@@ -54,7 +54,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from stadb_layers._validation import check_int
+from stadb_layers.checks import check_int
 
 __all__ = ["IdentityBatchSampler", "IdentityEpochSampler", "PKSampler"]
 

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
-from stadb_layers._validation import check_in_interval, check_int, check_positive_int, check_probability
+from stadb_layers.checks import check_in_interval, check_int, check_positive_int, check_probability
 
 __all__ = [
     "IMAGENET_MEAN",

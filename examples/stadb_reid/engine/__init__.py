@@ -1,10 +1,9 @@
 """Training the STADB re-ID network: the loop and its hooks, checkpoints, evaluation during training.
 
 The commands built on it (evaluate a checkpoint, export, extract, visualize, the demo) are in
-:mod:`stadb_reid.commands`; their old names here still work, with a deprecation warning.
+:mod:`stadb_reid.commands`.
 """
 
-from .._moved import moved_names
 from .build import build_model, resolve_device, seed_everything
 from .checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
 from .divergence import TrainingDivergedError
@@ -40,11 +39,3 @@ __all__ = [
     "train",
     "validate_config",
 ]
-
-__getattr__ = moved_names(
-    __name__,
-    dict.fromkeys(
-        ("evaluate_checkpoint", "evaluate_untrained", "export_checkpoint", "extract_folder", "run_demo"),
-        "stadb_reid.commands",
-    ),
-)

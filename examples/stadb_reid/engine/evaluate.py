@@ -5,7 +5,6 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from .._moved import moved_names
 from ..config import Config
 from ..data import ReIDDataset, build_test_loaders
 from ..evaluation import (
@@ -18,8 +17,6 @@ from ..evaluation import (
 )
 
 __all__ = ["embed_test_sets", "evaluate_model", "rank_test_sets"]
-
-__getattr__ = moved_names(__name__, {"Embedded": "stadb_reid.evaluation:Embeddings"})
 
 
 def embed_test_sets(

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from stadb_layers import CBAM
-from stadb_layers._validation import check_in_interval, check_int
+from stadb_layers.checks import check_in_interval, check_int
 
 from ..config import CBAMConfig, Config, ConfigError, EpochMode, Variant
 from ..data import ReIDDataset, available_datasets, cutout_side

@@ -7,26 +7,18 @@ Typical use::
     metrics = evaluate_from_features(qf, gf, q_pids, g_pids, q_camids, g_camids)  # chunked, low memory
     print(metrics.summary())  # rank1, rank5, rank10, mAP, mINP in percent
 
-or, with the full distance matrix (e.g. for re-ranking)::
+or, with a full distance matrix (e.g. re-ranked)::
 
-    distmat = k_reciprocal_rerank(
-        pairwise_distance(qf, gf, "sqeuclidean").numpy(),
-        pairwise_distance(qf, qf, "sqeuclidean").numpy(),
-        pairwise_distance(gf, gf, "sqeuclidean").numpy(),
-    )
+    distmat = k_reciprocal_rerank_features(qf, gf, metric="sqeuclidean")
     cmc, mAP = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
-
-``Protocol``, the old name of :data:`EvaluationProtocol`, still imports with a ``DeprecationWarning``.
 """
 
-from .._moved import moved_names
 from .distance import DEFAULT_DISTANCE_CHUNK_SIZE, Metric, evaluate_from_features, pairwise_distance
 from .features import Embeddings, extract_features
 from .metrics import EvaluationProtocol, RankMetrics, format_truncated_ap, truncated_ap_key
 from .queries import has_match_in_other_camera
 from .rank import evaluate_rank, rank_metrics
 from .rerank_features import k_reciprocal_rerank_features
-from .reranking import k_reciprocal_rerank
 
 __all__ = [
     "DEFAULT_DISTANCE_CHUNK_SIZE",
@@ -39,12 +31,8 @@ __all__ = [
     "extract_features",
     "format_truncated_ap",
     "has_match_in_other_camera",
-    "k_reciprocal_rerank",
     "k_reciprocal_rerank_features",
     "pairwise_distance",
     "rank_metrics",
     "truncated_ap_key",
 ]
-
-# ``Protocol``, the old name of EvaluationProtocol, shadowed typing.Protocol.
-__getattr__ = moved_names(__name__, {"Protocol": "stadb_reid.evaluation.metrics:EvaluationProtocol"})

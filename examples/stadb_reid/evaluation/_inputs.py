@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from stadb_layers._validation import check_positive_int
+from stadb_layers.checks import check_positive_int
 
 __all__ = [
     "ArrayLike",

@@ -1,10 +1,8 @@
 r"""The sparse steps of k-reciprocal re-ranking, once the neighbour lists of the pool are known.
 
-Used by :func:`~stadb_reid.evaluation.rerank_features.k_reciprocal_rerank_features`; the steps and
-their numerics (chunk sizes, summation order) are those of
-:func:`~stadb_reid.evaluation.reranking.k_reciprocal_rerank`, so both give the same numbers from the
-same neighbour lists and distances. Everything here is :math:`O(N k)` memory except one
-``(rows, num_gallery)`` float64 block of Jaccard distances at a time.
+Steps 1 to 5 of :mod:`~stadb_reid.evaluation.rerank_features` (which lists them), for
+:func:`~stadb_reid.evaluation.rerank_features.k_reciprocal_rerank_features`. Everything here is
+:math:`O(N k)` memory except one ``(rows, num_gallery)`` float64 block of Jaccard distances at a time.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from stadb_layers._validation import check_non_negative_int, check_positive_int
+from stadb_layers.checks import check_non_negative_int, check_positive_int
 
 from ._cuhk03 import single_gallery_shot_histogram
 from ._inputs import ArrayLike, FloatArray, IntArray, check_labels, check_max_rank

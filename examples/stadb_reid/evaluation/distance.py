@@ -29,7 +29,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from stadb_layers._validation import check_positive_int
+from stadb_layers.checks import check_positive_int
 
 from ._inputs import ArrayLike
 from ._ranker import DEFAULT_CHUNK_SIZE, RankEvaluator

@@ -13,7 +13,6 @@ keeps reporting.
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -21,7 +20,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from stadb_layers._validation import check_in_interval
+from stadb_layers.checks import check_in_interval
 
 from ._inputs import FloatArray
 
@@ -137,23 +136,4 @@ class RankMetrics:
         out.update({"mAP": 100 * self.mean_ap, "mINP": 100 * self.mean_inp})
         if self.mean_ap_at is not None:
             out[truncated_ap_key(self.ap_at)] = 100 * self.mean_ap_at
-        return out
-
-    def as_dict(self, ranks: tuple[int, ...] = (1, 5, 10, 20)) -> dict[str, float]:
-        """Deprecated: use :meth:`summary`. Fractions keyed ``mAP``, ``mINP`` and ``rank-n``.
-
-        Args:
-            ranks: CMC ranks to report; those beyond ``len(cmc)`` are left out.
-
-        Returns:
-            A mapping such as ``{"mAP": 0.86, "mINP": 0.6, "rank-1": 0.94, ...}``.
-        """
-        warnings.warn(
-            "RankMetrics.as_dict() is deprecated; use RankMetrics.summary() (percent values keyed "
-            "rank1, rank5, rank10, mAP, mINP)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        out = {"mAP": self.mean_ap, "mINP": self.mean_inp}
-        out.update({f"rank-{n}": self.rank(n) for n in ranks if n <= len(self.cmc)})
         return out

@@ -50,15 +50,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from .._moved import moved_names
 from ._inputs import ArrayLike, check_chunking, check_distmat
 from ._ranker import DEFAULT_CHUNK_SIZE, RankEvaluator, evaluate_chunks
 from .metrics import EvaluationProtocol, RankMetrics
 
 __all__ = ["EvaluationProtocol", "RankMetrics", "evaluate_rank", "rank_metrics"]
-
-# ``Protocol``, the old name of EvaluationProtocol, shadowed typing.Protocol.
-__getattr__ = moved_names(__name__, {"Protocol": "stadb_reid.evaluation.metrics:EvaluationProtocol"})
 
 
 def rank_metrics(

@@ -1,9 +1,25 @@
-r"""k-reciprocal re-ranking straight from features, at any dataset size.
+r"""k-reciprocal re-ranking, straight from features, at any dataset size.
 
-:func:`k_reciprocal_rerank_features` computes exactly what
-:func:`~stadb_reid.evaluation.reranking.k_reciprocal_rerank` computes from the three distance
-matrices (Zhong et al., CVPR 2017; the steps are listed in :mod:`~stadb_reid.evaluation.reranking`), but
-never holds an :math:`N \times N` matrix, :math:`N = Q + G`:
+Zhong, Zheng, Cao & Li, "Re-ranking Person Re-identification with k-reciprocal Encoding", CVPR 2017.
+
+All :math:`N = Q + G` probe and gallery samples form one pool with distances :math:`d` (each row
+divided by its maximum, as in the authors' code, so that :math:`\lambda` does not depend on the scale of
+the distances). With :math:`N(i, k)` the :math:`k + 1` nearest samples of :math:`i` (:math:`i` itself
+included when it is its own nearest; ties broken by pool index, probes first):
+
+1. k-reciprocal neighbours: :math:`R(i, k) = \{ j \in N(i, k) : i \in N(j, k) \}`.
+2. Expansion: :math:`R^*(i) = R(i, k_1) \cup \bigcup R(j, \operatorname{round}(k_1 / 2))` over the
+   :math:`j \in R(i, k_1)` with :math:`|R(j, \operatorname{round}(k_1/2)) \cap R(i, k_1)| > \frac{2}{3}
+   |R(j, \operatorname{round}(k_1/2))|` (``round`` rounds half to even, like ``np.around``).
+3. Gaussian-kernel encoding: :math:`V_{ij} = e^{-d(i, j)} / \sum_{l \in R^*(i)} e^{-d(i, l)}` for
+   :math:`j \in R^*(i)`, else 0.
+4. Local query expansion (if :math:`k_2 > 1`): :math:`V_i \leftarrow \frac{1}{k_2} \sum_{j \in N(i, k_2 -
+   1)} V_j`.
+5. Jaccard distance :math:`d_J(p, g) = 1 - \frac{\sum_l \min(V_{pl}, V_{gl})}{\sum_l \max(V_{pl}, V_{gl})}`
+   (1 when both encodings are empty, which happens only with tiny ``k1`` and tied distances).
+6. Final distance :math:`d^*(p, g) = (1 - \lambda)\, d_J(p, g) + \lambda\, d(p, g)`.
+
+:func:`k_reciprocal_rerank_features` never holds an :math:`N \times N` matrix:
 
 1. **Neighbour lists.** The pool distances are computed in tiles of ``chunk_size x chunk_size``, one
    matrix product each, on the device of the features (CPU or CUDA). Only the tiles on and above the
@@ -14,9 +30,10 @@ never holds an :math:`N \times N` matrix, :math:`N = Q + G`:
    The row maxima (the normalisation :math:`d(i, \cdot) / \max_j d(i, j)`) are collected on the way,
    and the query-gallery tiles are written into the output, which holds the original distances until
    the last step.
-2. **Encodings.** The k-reciprocal sets, their expansion, the Gaussian encoding :math:`V` and the local
-   query expansion only need the neighbour lists and the distances of the :math:`O(N k_1)` pairs in
-   the sets, computed from the features; :math:`V` stays sparse (CSR, on the CPU).
+2. **Encodings** (:mod:`._kreciprocal`). The k-reciprocal sets, their expansion, the Gaussian encoding
+   :math:`V` and the local query expansion only need the neighbour lists and the distances of the
+   :math:`O(N k_1)` pairs in the sets, computed from the features; :math:`V` stays sparse (CSR, on the
+   CPU).
 3. **Jaccard distances**, in blocks of probes, visiting only the (probe, gallery) pairs that share a
    non-zero column of :math:`V`, then :math:`d^* = (1 - \lambda) d_J + \lambda d`, block by block.
 
@@ -36,7 +53,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from stadb_layers._validation import check_in_interval, check_positive_int
+from stadb_layers.checks import check_in_interval, check_positive_int
 
 from ._inputs import FloatArray, IntArray
 from ._kreciprocal import encode, jaccard_blocks
@@ -170,8 +187,6 @@ def k_reciprocal_rerank_features(
 ) -> npt.NDArray[np.float32]:
     r"""Re-ranked query-gallery distances by k-reciprocal encoding, computed from features.
 
-    The same numbers (to float rounding) as ``k_reciprocal_rerank(pairwise_distance(q, g, metric),
-    pairwise_distance(q, q, metric), pairwise_distance(g, g, metric), k1, k2, lambda_value)``:
     :math:`d^* = (1 - \lambda)\, d_J + \lambda\, d`, with :math:`d_J` the Jaccard distance between the
     Gaussian-weighted expanded k-reciprocal neighbour sets and :math:`d` the original distance divided
     by its row maximum over the probe + gallery pool; neighbour ties are broken by pool index (probes
@@ -198,14 +213,15 @@ def k_reciprocal_rerank_features(
 
     Examples:
         >>> import numpy as np
-        >>> from stadb_reid.evaluation import k_reciprocal_rerank, pairwise_distance
+        >>> from stadb_reid.evaluation import pairwise_distance
         >>> rng = np.random.default_rng(0)
         >>> q, g = rng.normal(size=(3, 4)), rng.normal(size=(9, 4))
         >>> out = k_reciprocal_rerank_features(q, g, k1=4, k2=2)
-        >>> out.shape, out.dtype
-        ((3, 9), dtype('float32'))
-        >>> d = [pairwise_distance(a, b, "sqeuclidean") for a, b in ((q, g), (q, q), (g, g))]
-        >>> bool(np.allclose(out, k_reciprocal_rerank(*d, k1=4, k2=2), atol=1e-6))
+        >>> out.shape, out.dtype, bool(np.isfinite(out).all())
+        ((3, 9), dtype('float32'), True)
+        >>> d = pairwise_distance(q, np.concatenate([q, g]), "sqeuclidean").numpy()  # lambda = 1: d / row max
+        >>> scaled = d[:, 3:] / d.max(1, keepdims=True)
+        >>> bool(np.allclose(k_reciprocal_rerank_features(q, g, lambda_value=1.0), scaled))
         True
     """
     k1, k2 = check_positive_int(k1, "k1"), check_positive_int(k2, "k2")
@@ -227,7 +243,7 @@ def k_reciprocal_rerank_features(
         pool = _Pool(q, g, metric)
         width = min(max(k1 + 1, k2), pool.size)
         knn, row_max = _neighbours(pool, width, chunk_size, out, progress)
-        scale = 1.0 / np.where(row_max > 0, row_max, np.float32(1.0))  # float32, as k_reciprocal_rerank
+        scale = 1.0 / np.where(row_max > 0, row_max, np.float32(1.0))  # float32
 
         def pair_distances(i: IntArray, j: IntArray) -> FloatArray:
             d = np.empty(len(i), dtype=np.float32)
@@ -245,6 +261,6 @@ def k_reciprocal_rerank_features(
         blocks = tqdm(blocks, total=-(-nq // max(1, 2**21 // ng)), desc="re-rank: Jaccard", unit="block")
     for s, jaccard in blocks:
         e = s + jaccard.shape[0]
-        original = out[s:e] * scale[s:e, None]  # float32, as k_reciprocal_rerank
+        original = out[s:e] * scale[s:e, None]  # float32
         out[s:e] = (1.0 - lam) * jaccard + lam * original
     return out

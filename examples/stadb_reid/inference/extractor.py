@@ -24,7 +24,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms import v2
 
-from stadb_layers._validation import check_positive_int
+from stadb_layers.checks import check_positive_int
 
 from ..config import AmpMode
 from ..data import read_image

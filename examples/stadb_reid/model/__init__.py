@@ -1,4 +1,4 @@
-"""The STADB network: backbone, heads, ablation variants and the BDB comparator."""
+"""The STADB network: backbone, heads, ablation variants and the BDB comparator (stadb_layers.BatchDrop)."""
 
 from .backbone import (
     PretrainedWeightsUnavailableError,
@@ -7,12 +7,10 @@ from .backbone import (
     check_backbone_name,
     check_pretrained_reachable,
 )
-from .batch_drop import BatchDrop
 from .heads import DropAttentionBranch, EmbeddingHead
 from .stadb import STADBNet, TrainOutput, Variant
 
 __all__ = [
-    "BatchDrop",
     "DropAttentionBranch",
     "EmbeddingHead",
     "PretrainedWeightsUnavailableError",

@@ -17,10 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from stadb_layers import RandomBranchSelector, SelfThresholdDrop, create_attention
+from stadb_layers import BatchDrop, RandomBranchSelector, SelfThresholdDrop, create_attention
 
 from ..config import ClassifierInit, Variant
-from .batch_drop import BatchDrop
 
 __all__ = ["DropAttentionBranch", "EmbeddingHead", "build_regulariser"]
 

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from stadb_layers._validation import check_positive_int
+from stadb_layers.checks import check_positive_int
 
 from ..evaluation import pairwise_distance
 

@@ -1,4 +1,4 @@
-"""Top-k search with faiss (``pip install 'stadb-layers[search]'``), for large galleries.
+"""Top-k search with faiss (``pip install 'stadb-reid[search]'``), for large galleries.
 
 A flat faiss index is exact as well: ``IndexFlatL2`` for ``"euclidean"`` (faiss returns squared
 distances; their square root is reported) and ``IndexFlatIP`` on L2-normalised rows for ``"cosine"``
@@ -26,7 +26,7 @@ from types import ModuleType
 import numpy as np
 import numpy.typing as npt
 
-from stadb_layers._validation import check_positive_int
+from stadb_layers.checks import check_positive_int
 
 from ..errors import ConfigError
 from .exact import Gallery, SearchMetric
@@ -44,7 +44,7 @@ def import_faiss() -> ModuleType:
         return importlib.import_module("faiss")
     except ImportError:
         raise ConfigError(
-            "the faiss backend needs faiss-cpu: pip install 'stadb-layers[search]' (or use --backend exact)"
+            "the faiss backend needs faiss-cpu: pip install 'stadb-reid[search]' (or use --backend exact)"
         ) from None
 
 

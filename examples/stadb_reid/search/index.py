@@ -43,7 +43,7 @@ from typing import IO, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from stadb_layers._validation import check_positive_int
+from stadb_layers.checks import check_positive_int
 
 from ..errors import GalleryIndexError
 from .manifest import MANIFEST_NAME, ImageRecord, IndexManifest, write_atomically

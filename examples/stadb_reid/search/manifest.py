@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import IO, Any
 
-from ..data.datasets.cuhk03 import _CUHK03_RE
-from ..data.datasets.dukemtmc import _DUKE_RE
-from ..data.datasets.market1501 import _MARKET_RE
+from ..data.datasets.cuhk03 import CUHK03_NAME_PATTERN
+from ..data.datasets.dukemtmc import DUKEMTMC_NAME_PATTERN
+from ..data.datasets.market1501 import MARKET1501_NAME_PATTERN
 from ..errors import GalleryIndexError
 
 __all__ = ["FORMAT", "MANIFEST_NAME", "ImageRecord", "IndexManifest", "parse_labels", "write_atomically"]
@@ -33,7 +33,7 @@ MANIFEST_NAME = "manifest.json"
 #: Value of the manifest's ``format`` key; a folder whose manifest lacks it is not an index.
 FORMAT = "stadb-reid-gallery-index"
 _VERSION = 1
-_LABEL_PATTERNS = (_MARKET_RE, _DUKE_RE, _CUHK03_RE)
+_LABEL_PATTERNS = (MARKET1501_NAME_PATTERN, DUKEMTMC_NAME_PATTERN, CUHK03_NAME_PATTERN)
 
 
 def parse_labels(path: str | PurePath) -> tuple[int | None, int | None]:

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from stadb_layers._validation import check_positive_int
+from stadb_layers.checks import check_positive_int
 
 from ..evaluation import k_reciprocal_rerank_features
 from .exact import Gallery, SearchMetric, exact_search

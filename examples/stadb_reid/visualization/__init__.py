@@ -19,7 +19,6 @@ Each ``plot_*`` function has a ``*_figure`` twin that returns the :class:`matplo
 instead of writing it.
 """
 
-from .._moved import moved_names
 from .attention import AttentionMaps, attention_figure, compute_attention_maps, denormalize, plot_attention
 from .cmc import cmc_figure, plot_cmc
 from .curves import plot_training_curves, training_curves_figure
@@ -53,7 +52,3 @@ __all__ = [
     "top_matches",
     "training_curves_figure",
 ]
-
-__getattr__ = moved_names(
-    __name__, dict.fromkeys(("FigurePaths", "figure_paths", "visualize_checkpoint"), "stadb_reid.commands")
-)

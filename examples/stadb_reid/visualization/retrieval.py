@@ -27,7 +27,7 @@ import numpy.typing as npt
 import torch
 from matplotlib.figure import Figure
 
-from stadb_layers._validation import check_positive_int
+from stadb_layers.checks import check_positive_int
 
 from ._canvas import agg_figure, save_png
 

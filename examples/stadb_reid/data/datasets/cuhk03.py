@@ -1,7 +1,7 @@
 """CUHK03 under the new protocol (CUHK03-NP): two Market-1501-style variants, labelled and detected.
 
 Examples:
-    >>> _CUHK03_RE.match("0001_c1_1").groups()
+    >>> CUHK03_NAME_PATTERN.match("0001_c1_1").groups()
     ('0001', '1')
 """
 
@@ -14,9 +14,10 @@ from stadb_reid.data.datasets.base import ReIDDataset, _require_dir, _resolve_ro
 from stadb_reid.data.datasets.market1501 import _load_market_layout
 from stadb_reid.data.datasets.registry import register_dataset
 
-__all__ = ["load_cuhk03"]
+__all__ = ["CUHK03_NAME_PATTERN", "load_cuhk03"]
 
-_CUHK03_RE = re.compile(r"^(-?\d+)_c(\d+)_\d+$")
+#: CUHK03-NP image file name (without extension): groups identity and camera.
+CUHK03_NAME_PATTERN = re.compile(r"^(-?\d+)_c(\d+)_\d+$")
 
 
 @register_dataset("cuhk03")
@@ -51,4 +52,4 @@ def load_cuhk03(root: str | os.PathLike[str], *, labeled: bool = True) -> ReIDDa
         root, name, ("labeled", "detected"), ("cuhk03-np", "cuhk03_np", "cuhk03np", "cuhk03")
     )
     variant = _require_dir(folder / ("labeled" if labeled else "detected"), name, "variant")
-    return _load_market_layout(variant, _CUHK03_RE, "0001_c1_1.png", name)
+    return _load_market_layout(variant, CUHK03_NAME_PATTERN, "0001_c1_1.png", name)

@@ -1,7 +1,7 @@
 """DukeMTMC-reID: the Market-1501 folders with ``PPPP_cC_fFFFFFFF.jpg`` file names.
 
 Examples:
-    >>> _DUKE_RE.match("0005_c2_f0046985").groups()
+    >>> DUKEMTMC_NAME_PATTERN.match("0005_c2_f0046985").groups()
     ('0005', '2')
 """
 
@@ -14,9 +14,10 @@ from stadb_reid.data.datasets.base import ReIDDataset, _resolve_root
 from stadb_reid.data.datasets.market1501 import _MARKET_MARKERS, _load_market_layout
 from stadb_reid.data.datasets.registry import register_dataset
 
-__all__ = ["load_dukemtmc"]
+__all__ = ["DUKEMTMC_NAME_PATTERN", "load_dukemtmc"]
 
-_DUKE_RE = re.compile(r"^(-?\d+)_c(\d+)_f\d+$")
+#: DukeMTMC-reID image file name (without extension): groups identity and camera.
+DUKEMTMC_NAME_PATTERN = re.compile(r"^(-?\d+)_c(\d+)_f\d+$")
 
 
 @register_dataset("dukemtmc")
@@ -43,4 +44,4 @@ def load_dukemtmc(root: str | os.PathLike[str]) -> ReIDDataset:
         stadb_reid.errors.DatasetNotFoundError: dukemtmc: dataset root no/such/folder does not exist
     """
     folder = _resolve_root(root, "dukemtmc", _MARKET_MARKERS, ("DukeMTMC-reID", "dukemtmc", "dukemtmcreid"))
-    return _load_market_layout(folder, _DUKE_RE, "0005_c2_f0046985.jpg", "dukemtmc")
+    return _load_market_layout(folder, DUKEMTMC_NAME_PATTERN, "0005_c2_f0046985.jpg", "dukemtmc")

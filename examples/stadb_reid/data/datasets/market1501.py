@@ -5,7 +5,7 @@ whose name starts with the identity and the camera; only the file-name pattern d
 the datasets. Identity ``-1`` marks junk images (dropped) and ``0`` distractors (kept).
 
 Examples:
-    >>> _MARKET_RE.match("0002_c1s1_000451_03").groups()
+    >>> MARKET1501_NAME_PATTERN.match("0002_c1s1_000451_03").groups()
     ('0002', '1')
 """
 
@@ -28,12 +28,13 @@ from stadb_reid.data.datasets.base import (
 from stadb_reid.data.datasets.registry import register_dataset
 from stadb_reid.errors import FileNameError
 
-__all__ = ["load_market1501"]
+__all__ = ["MARKET1501_NAME_PATTERN", "load_market1501"]
 
 _MARKET_SPLITS = (("train", "bounding_box_train"), ("query", "query"), ("gallery", "bounding_box_test"))
 #: Folders that mark a Market-1501-style dataset root.
 _MARKET_MARKERS = tuple(folder for _, folder in _MARKET_SPLITS)
-_MARKET_RE = re.compile(r"^(-?\d+)_c(\d+)s\d+_\d+_\d+$")
+#: Market-1501 image file name (without extension): groups identity and camera.
+MARKET1501_NAME_PATTERN = re.compile(r"^(-?\d+)_c(\d+)s\d+_\d+_\d+$")
 _MARKET_EXAMPLE = "0002_c1s1_000451_03.jpg"
 
 
@@ -94,4 +95,4 @@ def load_market1501(root: str | os.PathLike[str]) -> ReIDDataset:
     folder = _resolve_root(
         root, "market1501", _MARKET_MARKERS, ("Market-1501-v15.09.15", "Market-1501", "market1501")
     )
-    return _load_market_layout(folder, _MARKET_RE, _MARKET_EXAMPLE, "market1501")
+    return _load_market_layout(folder, MARKET1501_NAME_PATTERN, _MARKET_EXAMPLE, "market1501")

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from stadb_reid.data.datasets.base import ReIDDataset
-from stadb_reid.data.datasets.market1501 import _MARKET_EXAMPLE, _MARKET_RE, _load_market_layout
+from stadb_reid.data.datasets.market1501 import _MARKET_EXAMPLE, MARKET1501_NAME_PATTERN, _load_market_layout
 from stadb_reid.data.datasets.registry import _check_options, register_dataset
 
 __all__ = ["load_synthetic"]
@@ -44,4 +44,4 @@ def load_synthetic(root: str | os.PathLike[str], **options: Any) -> ReIDDataset:
 
     _check_options(generate_synthetic_reid, "synthetic", root, options)
     folder = generate_synthetic_reid(root, **options)
-    return _load_market_layout(folder, _MARKET_RE, _MARKET_EXAMPLE, "synthetic")
+    return _load_market_layout(folder, MARKET1501_NAME_PATTERN, _MARKET_EXAMPLE, "synthetic")

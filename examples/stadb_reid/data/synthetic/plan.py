@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from stadb_layers._validation import check_in_interval, check_int
+from stadb_layers.checks import check_in_interval, check_int
 from stadb_reid.data.synthetic.identities import _identities, _Identity, _random_identity
 
 __all__: list[str] = []

@@ -1,17 +1,29 @@
-"""Argument and input checks shared by the layers (and by the example trainer).
+"""Argument and input checks: one-line ``ValueError`` messages that name the offending argument.
 
-Every integer, interval and probability check of the library goes through this module, so a bad
-argument gives the same one-line ``ValueError`` wording everywhere:
+Every layer of the library checks its arguments and inputs with these functions, and code built on the
+layers can use them too (the ``stadb-reid`` trainer does), so a bad value gives the same wording
+everywhere:
 
 * integers: :func:`check_int` (optional bounds), :func:`check_positive_int`,
   :func:`check_non_negative_int` and :func:`check_odd_kernel_size`. Python and NumPy integers are
   accepted (``bool`` is not) and returned as a Python ``int``;
-* real numbers: :func:`check_in_interval` and :func:`check_probability` (``[0, 1]``);
+* real numbers: :func:`check_in_interval` and :func:`check_probability` (``[0, 1]``), returned as a
+  ``float``; NaN lies in no interval;
+* other values: :func:`check_bool` and :func:`check_choice`;
 * tensors: :func:`check_feature_map`.
 
 :func:`check_feature_map` runs inside ``forward`` and :func:`check_in_interval` inside the scripted
 forward of the triplet loss, so both are written in the TorchScript subset and scripted modules keep
 them.
+
+Examples:
+    >>> from stadb_layers.checks import check_positive_int, check_probability
+    >>> check_positive_int(3, "channels")
+    3
+    >>> check_probability(1.5, "rho")
+    Traceback (most recent call last):
+    ...
+    ValueError: rho must lie in [0.0, 1.0], got 1.5
 """
 
 from __future__ import annotations
