@@ -22,6 +22,7 @@ PACKAGES = {"stadb_layers": ROOT / "stadb_layers", "stadb_reid": ROOT / "example
 LAYERS = {
     "errors": 0,
     "config": 1,
+    "paper": 1,
     "data": 2,
     "model": 2,
     "evaluation": 3,
