@@ -2,7 +2,8 @@
 
 The schema is :mod:`.schema`; :mod:`.files` reads the bundled configs and recipes and merges them.
 OmegaConf merges the YAML files onto the dataclass schema, so a misspelt key or a wrong type in a
-config file is an error that names the key, not a silently ignored setting.
+config file is an error that names the key, not a silently ignored setting. :mod:`.reading` reads
+files and overrides as untrusted input.
 """
 
 from ..errors import ConfigError
@@ -18,6 +19,7 @@ from .files import (
     load_config,
     resolve_config_path,
 )
+from .reading import MAX_CONFIG_BYTES, read_config_file
 from .schema import (
     AmpMode,
     AttentionType,
@@ -37,6 +39,7 @@ from .schema import (
 __all__ = [
     "CONFIG_DIR",
     "DEFAULT_RECIPE",
+    "MAX_CONFIG_BYTES",
     "RECIPE_DIR",
     "AmpMode",
     "AttentionType",
@@ -58,5 +61,6 @@ __all__ = [
     "config_to_dict",
     "flatten_config",
     "load_config",
+    "read_config_file",
     "resolve_config_path",
 ]
