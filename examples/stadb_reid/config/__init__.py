@@ -3,7 +3,8 @@
 The schema is :mod:`.schema`; :mod:`.files` reads the bundled configs and recipes and merges them.
 OmegaConf merges the YAML files onto the dataclass schema, so a misspelt key or a wrong type in a
 config file is an error that names the key, not a silently ignored setting. :mod:`.reading` reads
-files and overrides as untrusted input.
+files and overrides as untrusted input; :mod:`.limits` bounds the values that would otherwise
+exhaust the machine.
 """
 
 from ..errors import ConfigError
@@ -18,6 +19,15 @@ from .files import (
     flatten_config,
     load_config,
     resolve_config_path,
+)
+from .limits import (
+    CONFIG_LIMITS,
+    MAX_BATCH_IMAGES,
+    MAX_BATCH_PIXELS,
+    MAX_JOBS,
+    MAX_THREADS,
+    check_config_limits,
+    check_parallelism,
 )
 from .reading import MAX_CONFIG_BYTES, read_config_file
 from .schema import (
@@ -38,8 +48,13 @@ from .schema import (
 
 __all__ = [
     "CONFIG_DIR",
+    "CONFIG_LIMITS",
     "DEFAULT_RECIPE",
+    "MAX_BATCH_IMAGES",
+    "MAX_BATCH_PIXELS",
     "MAX_CONFIG_BYTES",
+    "MAX_JOBS",
+    "MAX_THREADS",
     "RECIPE_DIR",
     "AmpMode",
     "AttentionType",
@@ -57,6 +72,8 @@ __all__ = [
     "Variant",
     "available_recipes",
     "bundled_configs",
+    "check_config_limits",
+    "check_parallelism",
     "config_files_set",
     "config_to_dict",
     "flatten_config",

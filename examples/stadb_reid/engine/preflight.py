@@ -13,7 +13,7 @@ from pathlib import Path
 from stadb_layers import CBAM
 from stadb_layers._validation import check_in_interval, check_int
 
-from ..config import CBAMConfig, Config, ConfigError, EpochMode, Variant
+from ..config import CBAMConfig, Config, ConfigError, EpochMode, Variant, check_config_limits
 from ..data import ReIDDataset, available_datasets
 from ..evaluation import has_match_in_other_camera
 from ..model import check_backbone_name
@@ -94,6 +94,7 @@ def validate_config(config: Config) -> Config:
         ...
         stadb_reid.errors.ConfigError: model.alpha must lie in (0.0, 1.0], got 2.0
     """
+    check_config_limits(config)  # first: a huge value must not reach the CBAM built below
     data, model, optim = config.data, config.model, config.optim
     _choice(data.dataset.lower(), "data.dataset", available_datasets())
     _integer(data.height, "data.height", 16)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ...config import check_parallelism
 from ...errors import ConfigError
 from .grid import BUNDLED_GRID_DIR, RunSpec, SweepGrid, load_grid
 from .report import REPORT_NAMES, build_report, markdown_report, write_report
@@ -53,7 +54,12 @@ def sweep(
 
     Returns:
         The report (also written as ``report.json``, ``report.md`` and ``report.png`` in ``output_dir``).
+
+    Raises:
+        ConfigError: ``jobs`` or ``threads`` is out of range, the grid file is wrong, or a
+            ``record.json`` is damaged or of another run (each message names the file).
     """
+    check_parallelism(jobs, threads)
     grid = load_grid(grid_path)
     specs = grid.specs(recipe)
     output_dir.mkdir(parents=True, exist_ok=True)
