@@ -14,7 +14,7 @@ from stadb_layers import CBAM
 from stadb_layers._validation import check_in_interval, check_int
 
 from ..config import CBAMConfig, Config, ConfigError, EpochMode, Variant, check_config_limits
-from ..data import ReIDDataset, available_datasets
+from ..data import ReIDDataset, available_datasets, check_images_open
 from ..evaluation import has_match_in_other_camera
 from ..model import check_backbone_name
 from ..model.folder import FOLDER_FILES
@@ -178,6 +178,7 @@ def check_dataset_fits(config: Config, dataset: ReIDDataset, world_size: int = 1
             f"{dataset.name}: none of the {len(query)} queries has a gallery image of its identity from "
             "another camera, so the run could not be evaluated"
         )
+    check_images_open(dataset)  # UnreadableImageError listing every image of any split that cannot load
 
 
 def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None:
