@@ -10,11 +10,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
-from .reading import override_layer, read_config_file, refuse_interpolation
+from .reading import _override_layer, _refuse_interpolation, read_config_file
 from .schema import Config
 
 __all__ = [
@@ -120,24 +120,42 @@ def load_config(
         ('market1501', 3, 0.8)
     """
     merged = OmegaConf.structured(Config)
-    layers = _recipe_layers(recipe) if recipe is not None else []
-    layers += [read_config_file(resolve_config_path(file)) for file in files or []]
-    settings = [override_layer(setting) for setting in dotlist or []]
+    layers = [(f"recipe {recipe!r}", layer) for layer in _recipe_layers(recipe)] if recipe is not None else []
+    for path in (resolve_config_path(file) for file in files or []):
+        layers.append((f"config file {str(path)!r}", read_config_file(path)))
+    settings = [(f"override {setting!r}", _override_layer(setting)) for setting in dotlist or []]
+    for where, layer in layers:
+        merged = _merged(merged, layer, where)
     try:
-        for layer in layers:
-            merged = OmegaConf.merge(merged, layer)
         for key, value in (overrides or {}).items():
             if value is not None:
                 OmegaConf.update(merged, key, value, merge=False)
-        for layer in settings:
-            merged = OmegaConf.merge(merged, layer)
-        refuse_interpolation(merged)  # what is left came from ``overrides``
+    except OmegaConfBaseException as error:
+        raise ConfigError(_described(error)) from error
+    for where, layer in settings:
+        merged = _merged(merged, layer, where)
+    _refuse_interpolation(merged)  # what is left came from ``overrides``
+    try:
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
-        where = f"{error.full_key}: " if getattr(error, "full_key", None) else ""
-        raise ConfigError(where + str(error).splitlines()[0]) from error
+        raise ConfigError(_described(error)) from error
     assert isinstance(config, Config)
     return config
+
+
+def _described(error: OmegaConfBaseException) -> str:
+    where = f"{error.full_key}: " if getattr(error, "full_key", None) else ""
+    return where + str(error).splitlines()[0]
+
+
+def _merged(base: DictConfig, layer: DictConfig, where: str) -> DictConfig:
+    """``layer`` merged onto ``base``; an error names ``where`` the layer came from and the key."""
+    try:
+        merged = OmegaConf.merge(base, layer)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{where}: {_described(error)}") from error
+    assert isinstance(merged, DictConfig)
+    return merged
 
 
 def config_files_set(files: Sequence[str | Path] | None, key: str) -> bool:

@@ -17,12 +17,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
 
-__all__ = ["MAX_CONFIG_BYTES", "override_layer", "read_config_file", "refuse_interpolation"]
+__all__ = ["MAX_CONFIG_BYTES", "read_config_file"]
 
 #: Largest config file read (bytes): a config is a few dozen lines, so anything larger is a mistake.
 MAX_CONFIG_BYTES = 1 << 20
 # Python's names of a top-level scalar's type, in words.
-_KINDS = {"int": "a number", "float": "a number", "str": "a string", "bool": "a boolean", "bytes": "bytes"}
+_KINDS = {"int": "a number", "float": "a number", "bool": "a boolean"}
 
 
 def read_config_file(path: Path, what: str = "config file") -> DictConfig:
@@ -55,7 +55,7 @@ def read_config_file(path: Path, what: str = "config file") -> DictConfig:
     if not any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines()):
         # An explicit ``{}`` is a file without settings; an empty one is usually a failed copy.
         raise ConfigError(f"{where} is empty (write {{}} for a file without settings)")
-    refuse_interpolation(content, f"{where}: ")
+    _refuse_interpolation(content, f"{where}: ")
     return content
 
 
@@ -88,7 +88,7 @@ def _interpolations(node: DictConfig | ListConfig, prefix: str = "") -> Iterator
             yield from _interpolations(child, path)
 
 
-def refuse_interpolation(content: DictConfig | ListConfig, where: str = "") -> None:
+def _refuse_interpolation(content: DictConfig | ListConfig, where: str = "") -> None:
     """Raise :class:`ConfigError` naming the first interpolation in ``content``, after ``where``."""
     found = next(_interpolations(content), None)
     if found is not None:
@@ -98,7 +98,7 @@ def refuse_interpolation(content: DictConfig | ListConfig, where: str = "") -> N
         )
 
 
-def override_layer(setting: str) -> DictConfig:
+def _override_layer(setting: str) -> DictConfig:
     """One ``KEY=VALUE`` override as a config layer; errors name the override."""
     where = f"override {setting!r}"
     try:
@@ -108,5 +108,5 @@ def override_layer(setting: str) -> DictConfig:
         raise ConfigError(f"{where}: the value is not valid YAML: {problem}") from None
     except OmegaConfBaseException as error:
         raise ConfigError(f"{where}: {str(error).splitlines()[0]}") from None
-    refuse_interpolation(layer, f"{where}: ")
+    _refuse_interpolation(layer, f"{where}: ")
     return layer
