@@ -83,7 +83,8 @@ def _read_split(split_dir: Path, split: str, folders: list[tuple[Path, int]]) ->
     samples = []
     for folder, pid in folders:
         for path in sorted(folder.iterdir()):
-            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+            # a broken link stays in, so the image check reports it instead of the image going missing
+            if (path.is_file() or path.is_symlink()) and path.suffix.lower() in IMAGE_EXTENSIONS:
                 samples.append(ReIDSample(path, pid, _folder_camera(path, split)))
     if not samples:
         raise EmptyDatasetError(f"folder: no images in {split_dir}/<pid>/ folders", split_dir)
@@ -92,16 +93,19 @@ def _read_split(split_dir: Path, split: str, folders: list[tuple[Path, int]]) ->
 
 def _warn_outside_links(root: Path, samples: list[ReIDSample]) -> None:
     """Warn once if images are, or lie in folders that are, links to places outside ``root``."""
-    inside = root.resolve()
-    outside = []
+    inside = Path(os.path.realpath(root))
+    outside: dict[Path, Path] = {}
     for sample in samples:
         parts = (sample.path, sample.path.parent, sample.path.parent.parent)
-        if any(part.is_symlink() for part in parts) and not sample.path.resolve().is_relative_to(inside):
-            outside.append(sample.path)
+        if any(part.is_symlink() for part in parts):
+            target = Path(os.path.realpath(sample.path))  # no error on a loop, unlike Path.resolve
+            if not target.is_relative_to(inside):
+                outside[sample.path] = target
     if outside:
+        first, target = next(iter(outside.items()))
         warnings.warn(
             f"folder: {len(outside)} of {len(samples)} images are links to files outside {str(root)!r} "
-            f"(first: {str(outside[0])!r} -> {str(outside[0].resolve())!r}); they are read from there",
+            f"(first: {str(first)!r} -> {str(target)!r}); they are read from there",
             ReIDWarning,
             stacklevel=3,
         )
