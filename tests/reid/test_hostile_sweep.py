@@ -152,9 +152,11 @@ def test_a_grid_path_that_is_not_a_file_is_named(
         ("--jobs", "0"),
         ("--jobs", "-1"),
         ("--jobs", "257"),
+        ("--recipe", "nope"),
+        ("--recipe", ""),
     ],
 )
-def test_threads_and_jobs_are_positive_bounded_integers(
+def test_threads_jobs_and_recipe_are_checked_before_anything_runs(
     option: str,
     value: str,
     tmp_path: Path,
@@ -163,7 +165,8 @@ def test_threads_and_jobs_are_positive_bounded_integers(
 ) -> None:
     (tmp_path / "grid.yaml").write_text(GOOD_RUNS)
     arguments = ["sweep", "grid.yaml", "--output-dir", "out", option, value]
-    refused_without_side_effects(arguments, tmp_path, monkeypatch, capsys, f"Invalid value for '{option}'")
+    culprit = "--recipe must be one of" if option == "--recipe" else f"Invalid value for '{option}'"
+    refused_without_side_effects(arguments, tmp_path, monkeypatch, capsys, culprit)
 
 
 @pytest.mark.parametrize(

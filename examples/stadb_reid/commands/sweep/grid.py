@@ -99,9 +99,10 @@ def load_grid(path: str | Path) -> SweepGrid:
         ConfigError: The file is missing, is not YAML, or a key or value is wrong; the message names it.
     """
     file = _resolve(Path(path))
-    content = OmegaConf.to_container(read_config_file(file, "sweep grid"))
-    assert isinstance(content, dict)
-    unknown = sorted(str(key) for key in set(content) - _GRID_KEYS)
+    container = OmegaConf.to_container(read_config_file(file, "sweep grid"))
+    assert isinstance(container, dict)
+    content = {str(key): value for key, value in container.items()}
+    unknown = sorted(set(content) - _GRID_KEYS)
     if unknown:
         raise ConfigError(f"{file}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_GRID_KEYS))})")
     common_config = _strings(content.get("config", []), f"{file}: config")
