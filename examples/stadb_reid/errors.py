@@ -23,6 +23,7 @@ __all__ = [
     "PretrainedWeightsUnavailableError",
     "ReIDDataError",
     "ReIDError",
+    "ReIDWarning",
     "StaleDatasetError",
     "TrainingDivergedError",
     "TrainingInterruptedError",
@@ -39,6 +40,10 @@ class ReIDError(Exception):
     exit_code: ClassVar[int] = 2
     #: First word of the command's line on stderr.
     label: ClassVar[str] = "error"
+
+
+class ReIDWarning(UserWarning):
+    """Something the user should know that does not stop the run; ``stadb-reid`` prints it in one line."""
 
 
 class ConfigError(ReIDError, ValueError):

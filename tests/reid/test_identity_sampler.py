@@ -223,7 +223,7 @@ def test_loader_epoch_mode_and_workers(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ config, preflight
-def test_config_key_and_dataset_check() -> None:
+def test_config_key_and_dataset_check(tmp_path: Path) -> None:
     assert load_config().data.epoch is EpochMode.IMAGES
     config = load_config(
         [], {"data.epoch": "identities", "data.num_identities": 4, "model.pretrained": False}
@@ -231,9 +231,11 @@ def test_config_key_and_dataset_check() -> None:
     assert config.data.epoch is EpochMode.IDENTITIES
     with pytest.raises(ConfigError, match=r"data\.epoch"):
         load_config([], {"data.epoch": "identity"})
-    sample = ReIDSample(Path("a.jpg"), 0, 0)
-    train = tuple(ReIDSample(Path(f"{i}.jpg"), i, 0) for i in range(7))
-    dataset = ReIDDataset("seven", train, (sample,), (ReIDSample(Path("b.jpg"), 0, 1),))
+    for name in ["a", "b", *map(str, range(7))]:  # the check also opens every image
+        Image.new("RGB", (4, 8)).save(tmp_path / f"{name}.jpg")
+    sample = ReIDSample(tmp_path / "a.jpg", 0, 0)
+    train = tuple(ReIDSample(tmp_path / f"{i}.jpg", i, 0) for i in range(7))
+    dataset = ReIDDataset("seven", train, (sample,), (ReIDSample(tmp_path / "b.jpg", 0, 1),))
     check_dataset_fits(config, dataset)  # 7 identities, P = 4: one batch
     message = (
         "data.num_identities=4 x 2 processes needs 8 training identities (data.epoch=identities gives one "

@@ -6,9 +6,13 @@ package (``info`` prints the config a command line resolves to), and do their wo
 :mod:`stadb_reid.commands` and :mod:`stadb_reid.engine`.
 """
 
+import warnings
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
-from ..errors import ReIDError
+from ..errors import ReIDError, ReIDWarning
 from .app import app, build_config, refuse_to_replace
 from .checkpoints import evaluate, export, extract, visualize
 from .info import info
@@ -39,12 +43,36 @@ __all__ = [
 ]
 
 
+def _one_line(message: str) -> str:
+    """``message`` with control characters escaped, so a name read from a file keeps it one line."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
+
+
+def _one_line_warnings(other: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` printing a :class:`ReIDWarning` as one line, others with ``other``."""
+
+    def show(message: Warning | str, category: type[Warning], *details: Any) -> None:
+        if issubclass(category, ReIDWarning):
+            typer.echo(f"warning: {_one_line(str(message))}", err=True)
+        else:
+            other(message, category, *details)
+
+    return show
+
+
 def main() -> None:
     """Entry point of the ``stadb-reid`` console script: every failure is one line on stderr.
 
     Exit codes: 2 for usage, config, data and checkpoint errors; 1 when training diverged; 130 when
-    interrupted (after saving a checkpoint). See :mod:`stadb_reid.errors`.
+    interrupted (after saving a checkpoint). See :mod:`stadb_reid.errors`. A
+    :class:`~stadb_reid.errors.ReIDWarning` is one ``warning:`` line too.
     """
+    with warnings.catch_warnings():  # restores showwarning for callers running main() in-process
+        warnings.showwarning = _one_line_warnings(warnings.showwarning)
+        _run()
+
+
+def _run() -> None:
     try:
         code = app(standalone_mode=False)
     except click_exceptions.UsageError as usage:
@@ -52,10 +80,10 @@ def main() -> None:
             typer.echo(usage.ctx.get_help())
             raise SystemExit(0) from None
         where = f" (see {usage.ctx.command_path} --help)" if usage.ctx is not None else ""
-        typer.echo(f"error: {usage.format_message()}{where}", err=True)
+        typer.echo(f"error: {_one_line(usage.format_message())}{where}", err=True)
         raise SystemExit(2) from None
     except ReIDError as error:
-        typer.echo(f"{error.label}: {error}", err=True)
+        typer.echo(f"{error.label}: {_one_line(str(error))}", err=True)
         raise SystemExit(error.exit_code) from None
     except typer.Abort:
         typer.echo("interrupted", err=True)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..config import CONFIG_LIMITS
 from .app import ConfigFiles, Overwrite, RecipeName, SetOverrides, app, build_config, refuse_to_replace
 
 __all__ = ["evaluate", "export", "extract", "visualize"]
@@ -80,10 +81,16 @@ def export(
         typer.Option(help="Output file or folder; default: beside the checkpoint (folder: model/)."),
     ] = None,
     height: Annotated[
-        int | None, typer.Option(min=16, help="Input height; defaults to the checkpoint's.")
+        int | None,
+        typer.Option(
+            min=16, max=CONFIG_LIMITS["data.height"], help="Input height; defaults to the checkpoint's."
+        ),
     ] = None,
     width: Annotated[
-        int | None, typer.Option(min=16, help="Input width; defaults to the checkpoint's.")
+        int | None,
+        typer.Option(
+            min=16, max=CONFIG_LIMITS["data.width"], help="Input width; defaults to the checkpoint's."
+        ),
     ] = None,
     verify: Annotated[
         bool,
@@ -149,8 +156,16 @@ def extract(
     device: Annotated[
         str | None, typer.Option(help="cpu or cuda; defaults to the checkpoint's (a folder: cpu).")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Defaults to data.test_batch_size.")] = None,
-    num_workers: Annotated[int | None, typer.Option(min=0, help="Defaults to data.num_workers.")] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=CONFIG_LIMITS["data.test_batch_size"], help="Defaults to data.test_batch_size."
+        ),
+    ] = None,
+    num_workers: Annotated[
+        int | None,
+        typer.Option(min=0, max=CONFIG_LIMITS["data.num_workers"], help="Defaults to data.num_workers."),
+    ] = None,
     flip: Annotated[
         bool | None, typer.Option("--flip/--no-flip", help="Average with flipped images.")
     ] = None,

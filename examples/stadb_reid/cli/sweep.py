@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from ..config import MAX_JOBS, MAX_THREADS
 from .app import SetOverrides, app
 
 __all__ = ["sweep"]
@@ -18,9 +19,12 @@ def sweep(
         str, typer.Argument(help="Grid YAML file, or a bundled grid name (table6_cuhk03_pair1).")
     ],
     output_dir: Annotated[Path, typer.Option(help="One folder per run below it, and the report.")],
-    jobs: Annotated[int, typer.Option(help="Runs at a time; the cores are split between them.")] = 1,
+    jobs: Annotated[
+        int, typer.Option(min=1, max=MAX_JOBS, help="Runs at a time; the cores are split between them.")
+    ] = 1,
     threads: Annotated[
-        int | None, typer.Option(help="Torch threads per run (default: cores / jobs).")
+        int | None,
+        typer.Option(min=1, max=MAX_THREADS, help="Torch threads per run (default: cores / jobs)."),
     ] = None,
     recipe: Annotated[str | None, typer.Option(help="Recipe of every run, overriding the grid's.")] = None,
     set_: SetOverrides = None,

@@ -2,7 +2,9 @@
 
 The schema is :mod:`.schema`; :mod:`.files` reads the bundled configs and recipes and merges them.
 OmegaConf merges the YAML files onto the dataclass schema, so a misspelt key or a wrong type in a
-config file is an error that names the key, not a silently ignored setting.
+config file is an error that names the key, not a silently ignored setting. :mod:`.reading` reads
+files and overrides as untrusted input; :mod:`.limits` bounds the values that would otherwise
+exhaust the machine.
 """
 
 from ..errors import ConfigError
@@ -18,6 +20,16 @@ from .files import (
     load_config,
     resolve_config_path,
 )
+from .limits import (
+    CONFIG_LIMITS,
+    MAX_BATCH_IMAGES,
+    MAX_BATCH_PIXELS,
+    MAX_JOBS,
+    MAX_THREADS,
+    check_config_limits,
+    check_parallelism,
+)
+from .reading import MAX_CONFIG_BYTES, read_config_file
 from .schema import (
     AmpMode,
     AttentionType,
@@ -36,7 +48,13 @@ from .schema import (
 
 __all__ = [
     "CONFIG_DIR",
+    "CONFIG_LIMITS",
     "DEFAULT_RECIPE",
+    "MAX_BATCH_IMAGES",
+    "MAX_BATCH_PIXELS",
+    "MAX_CONFIG_BYTES",
+    "MAX_JOBS",
+    "MAX_THREADS",
     "RECIPE_DIR",
     "AmpMode",
     "AttentionType",
@@ -54,9 +72,12 @@ __all__ = [
     "Variant",
     "available_recipes",
     "bundled_configs",
+    "check_config_limits",
+    "check_parallelism",
     "config_files_set",
     "config_to_dict",
     "flatten_config",
     "load_config",
+    "read_config_file",
     "resolve_config_path",
 ]

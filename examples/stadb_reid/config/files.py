@@ -1,7 +1,8 @@
 """Loading a configuration: bundled config files and recipes, merged with overrides onto the schema.
 
 A run's settings are, in order: the schema's defaults (:mod:`.schema`), a recipe, the config files
-(later ones win), then ``--set`` overrides.
+(later ones win), then ``--set`` overrides. Files and overrides are read as untrusted input
+(:mod:`.reading`).
 """
 
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
+from .reading import _override_layer, _refuse_interpolation, read_config_file
 from .schema import Config
 
 __all__ = [
@@ -56,6 +58,10 @@ def resolve_config_path(path: str | Path) -> Path:
     candidate = Path(path)
     if candidate.is_file():
         return candidate
+    if candidate.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a directory, not a YAML file")
+    if candidate.exists():  # a FIFO or a device would block or never end
+        raise ConfigError(f"config file {str(path)!r} is not a regular file")
     if candidate.parent == Path("."):
         name = candidate.name.removesuffix(".yaml")  # not .stem: "rho_0.5" names rho_0.5.yaml
         for folder in _CONFIG_SEARCH_PATH:
@@ -79,9 +85,7 @@ def _recipe_layers(name: str) -> list[Any]:
     path = RECIPE_DIR / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown recipe {name!r}: expected {' or '.join(available_recipes())}")
-    content = OmegaConf.load(path)
-    if not isinstance(content, DictConfig):
-        raise ConfigError(f"recipe {path} must be a mapping of config keys")
+    content = read_config_file(path)
     # ``extends: reference`` keeps each value in one file: the paper recipe lists only where the
     # paper's text departs from the authors' code.
     base = content.pop("extends", None)
@@ -106,7 +110,9 @@ def load_config(
             line's default is :data:`DEFAULT_RECIPE`).
 
     Raises:
-        ConfigError: For a missing file or recipe, an unknown key or a value of the wrong type.
+        ConfigError: For a missing, unreadable or malformed file (see :func:`read_config_file`), a
+            malformed override, an unknown recipe or key, a value of the wrong type, or an
+            interpolation anywhere.
 
     Examples:
         >>> config = load_config(["market1501"], {"optim.epochs": 3})
@@ -114,20 +120,42 @@ def load_config(
         ('market1501', 3, 0.8)
     """
     merged = OmegaConf.structured(Config)
+    layers = [(f"recipe {recipe!r}", layer) for layer in _recipe_layers(recipe)] if recipe is not None else []
+    for path in (resolve_config_path(file) for file in files or []):
+        layers.append((f"config file {str(path)!r}", read_config_file(path)))
+    settings = [(f"override {setting!r}", _override_layer(setting)) for setting in dotlist or []]
+    for where, layer in layers:
+        merged = _merged(merged, layer, where)
     try:
-        layers = _recipe_layers(recipe) if recipe is not None else []
-        for layer in [*layers, *(OmegaConf.load(resolve_config_path(file)) for file in files or [])]:
-            merged = OmegaConf.merge(merged, layer)
         for key, value in (overrides or {}).items():
             if value is not None:
                 OmegaConf.update(merged, key, value, merge=False)
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(dotlist or []))
+    except OmegaConfBaseException as error:
+        raise ConfigError(_described(error)) from error
+    for where, layer in settings:
+        merged = _merged(merged, layer, where)
+    _refuse_interpolation(merged)  # what is left came from ``overrides``
+    try:
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
-        where = f"{error.full_key}: " if getattr(error, "full_key", None) else ""
-        raise ConfigError(where + str(error).splitlines()[0]) from error
+        raise ConfigError(_described(error)) from error
     assert isinstance(config, Config)
     return config
+
+
+def _described(error: OmegaConfBaseException) -> str:
+    where = f"{error.full_key}: " if getattr(error, "full_key", None) else ""
+    return where + str(error).splitlines()[0]
+
+
+def _merged(base: DictConfig, layer: DictConfig, where: str) -> DictConfig:
+    """``layer`` merged onto ``base``; an error names ``where`` the layer came from and the key."""
+    try:
+        merged = OmegaConf.merge(base, layer)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{where}: {_described(error)}") from error
+    assert isinstance(merged, DictConfig)
+    return merged
 
 
 def config_files_set(files: Sequence[str | Path] | None, key: str) -> bool:
@@ -137,8 +165,8 @@ def config_files_set(files: Sequence[str | Path] | None, key: str) -> bool:
         >>> config_files_set(["market1501"], "data.dataset"), config_files_set(["bdb"], "data.dataset")
         (True, False)
     """
+    loaded = [read_config_file(resolve_config_path(file)) for file in files or []]
     try:
-        loaded = [OmegaConf.load(resolve_config_path(file)) for file in files or []]
         return any(OmegaConf.select(content, key) is not None for content in loaded)
     except OmegaConfBaseException as error:
         raise ConfigError(str(error).splitlines()[0]) from error

@@ -38,6 +38,7 @@ from stadb_reid.data.datasets import (
     load_viper,
     register_dataset,
 )
+from stadb_reid.data.integrity import check_images_open, image_problem
 from stadb_reid.data.loaders import (
     EPOCH_SAMPLERS,
     ImageDataset,
@@ -87,9 +88,11 @@ __all__ = [
     "build_test_transform",
     "build_train_loader",
     "build_train_transform",
+    "check_images_open",
     "cutout_side",
     "dataset_from_config",
     "generate_synthetic_reid",
+    "image_problem",
     "load_celeb_reid",
     "load_cuhk03",
     "load_dukemtmc",

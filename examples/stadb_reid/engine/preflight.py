@@ -13,8 +13,8 @@ from pathlib import Path
 from stadb_layers import CBAM
 from stadb_layers.checks import check_in_interval, check_int
 
-from ..config import CBAMConfig, Config, ConfigError, EpochMode, Variant
-from ..data import ReIDDataset, available_datasets, cutout_side
+from ..config import CBAMConfig, Config, ConfigError, EpochMode, Variant, check_config_limits
+from ..data import ReIDDataset, available_datasets, check_images_open, cutout_side
 from ..evaluation import has_match_in_other_camera
 from ..model import PretrainedWeightsUnavailableError, check_backbone_name, check_pretrained_reachable
 from ..model.folder import FOLDER_FILES
@@ -94,6 +94,7 @@ def validate_config(config: Config) -> Config:
         ...
         stadb_reid.errors.ConfigError: model.alpha must lie in (0.0, 1.0], got 2.0
     """
+    check_config_limits(config)  # first: a huge value must not reach the CBAM built below
     data, model, optim = config.data, config.model, config.optim
     _choice(data.dataset.lower(), "data.dataset", available_datasets())
     _integer(data.height, "data.height", 16)
@@ -171,6 +172,7 @@ def check_dataset_fits(config: Config, dataset: ReIDDataset, world_size: int = 1
     if found:
         numbered = "; ".join(f"({number}) {problem}" for number, problem in enumerate(found, 1))
         raise ConfigError(f"{len(found)} problems with this run, all found before it started: {numbered}")
+    check_images_open(dataset)  # UnreadableImageError listing every image of any split that cannot load
 
 
 def _cutout_problem(config: Config) -> str | None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ...config import available_recipes, check_parallelism
 from ...errors import ConfigError
 from .grid import BUNDLED_GRID_DIR, RunSpec, SweepGrid, load_grid
 from .report import REPORT_NAMES, build_report, markdown_report, write_report
@@ -80,9 +81,16 @@ def sweep(
 
     Returns:
         The report (also written as ``report.json``, ``report.md`` and ``report.png`` in ``output_dir``).
+
+    Raises:
+        ConfigError: ``jobs``, ``threads`` or ``recipe`` is wrong, the grid file is wrong, or a
+            ``record.json`` is damaged or of another run (each message names the file).
     """
     if launcher not in LAUNCHERS:
         raise ConfigError(f"--launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
+    check_parallelism(jobs, threads)
+    if recipe is not None and recipe not in available_recipes():
+        raise ConfigError(f"--recipe must be one of {', '.join(available_recipes())}, got {recipe!r}")
     grid = load_grid(grid_path)
     specs = _specs(grid, recipe, settings)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -20,13 +20,14 @@ a paired difference then compares two networks on the same split.
 A run's command line is an ordinary ``stadb-reid train``, so any run can be repeated by hand.
 """
 
-from collections.abc import Sequence
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from omegaconf import OmegaConf
 
+from ...config import CONFIG_LIMITS, available_recipes, read_config_file
 from ...errors import ConfigError
 
 __all__ = ["BUNDLED_GRID_DIR", "RunSpec", "SweepGrid", "load_grid"]
@@ -34,6 +35,8 @@ __all__ = ["BUNDLED_GRID_DIR", "RunSpec", "SweepGrid", "load_grid"]
 BUNDLED_GRID_DIR = Path(__file__).resolve().parents[2] / "sweeps"
 _GRID_KEYS = {"name", "config", "set", "seeds", "runs", "compare", "recipe", "seed_keys"}
 _RUN_KEYS = {"config", "set"}
+_RUN_NAME = re.compile(r"[\w-]{1,64}")
+_MAX_SEED = CONFIG_LIMITS["seed"]
 
 
 @dataclass(frozen=True)
@@ -89,55 +92,83 @@ class SweepGrid:
 def load_grid(path: str | Path) -> SweepGrid:
     """Read and check a grid file, or a bundled grid by name (``table6_cuhk03_pair1``).
 
+    The file is read as a config file is (:func:`~stadb_reid.config.read_config_file`: UTF-8 YAML,
+    no Python tags, no interpolation), and every key is checked for its type and range.
+
     Raises:
         ConfigError: The file is missing, is not YAML, or a key or value is wrong; the message names it.
     """
     file = _resolve(Path(path))
-    try:
-        content = yaml.safe_load(file.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{file}: cannot read the sweep grid ({str(error).splitlines()[0]})") from error
-    if not isinstance(content, dict):
-        raise ConfigError(f"{file}: a sweep grid is a mapping with keys {', '.join(sorted(_GRID_KEYS))}")
+    container = OmegaConf.to_container(read_config_file(file, "sweep grid"))
+    assert isinstance(container, dict)
+    content = {str(key): value for key, value in container.items()}
     unknown = sorted(set(content) - _GRID_KEYS)
     if unknown:
         raise ConfigError(f"{file}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_GRID_KEYS))})")
     common_config = _strings(content.get("config", []), f"{file}: config")
-    common_set = _strings(content.get("set", []), f"{file}: set")
-    seeds = content.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise ConfigError(f"{file}: seeds must be a non-empty list of non-negative integers, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{file}: seeds must not repeat, got {seeds!r}")
+    common_set = _settings(content.get("set", []), f"{file}: set")
+    seeds = _seeds(content.get("seeds", [0]), file)
     runs_content = content.get("runs")
     if not isinstance(runs_content, dict) or not runs_content:
         raise ConfigError(f"{file}: runs must map run names to {{config: [...], set: [...]}}")
     runs = {}
     for name, run in runs_content.items():
-        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"{file}: run name {name!r} must be letters, digits, - and _")
+        if not (isinstance(name, str) and _RUN_NAME.fullmatch(name)):
+            raise ConfigError(f"{file}: run name {name!r} must be letters, digits, - and _ (at most 64)")
         run = run or {}
         if not isinstance(run, dict) or set(run) - _RUN_KEYS:
             raise ConfigError(f"{file}: runs.{name} takes only config and set")
         config = common_config + _strings(run.get("config", []), f"{file}: runs.{name}.config")
-        settings = common_set + _strings(run.get("set", []), f"{file}: runs.{name}.set")
+        settings = common_set + _settings(run.get("set", []), f"{file}: runs.{name}.set")
         runs[name] = (config, settings)
-    compare = []
-    for pair in content.get("compare", []) or []:
-        if not (isinstance(pair, list) and len(pair) == 2 and all(p in runs for p in pair)):
-            raise ConfigError(f"{file}: compare entries are pairs of run names, got {pair!r}")
-        compare.append((str(pair[0]), str(pair[1])))
+    compare = _compare(content.get("compare") or [], runs, file)
     recipe = content.get("recipe")
-    if recipe is not None and not isinstance(recipe, str):
-        raise ConfigError(f"{file}: recipe must be a name, got {recipe!r}")
+    if recipe is not None and recipe not in available_recipes():
+        raise ConfigError(f"{file}: recipe must be one of {', '.join(available_recipes())}, got {recipe!r}")
     seed_keys = _strings(content.get("seed_keys", []), f"{file}: seed_keys")
+    if any("=" in key for key in seed_keys):
+        raise ConfigError(
+            f"{file}: seed_keys are config keys such as data.options.split_seed, got {seed_keys}"
+        )
     name = content.get("name", file.stem)
-    return SweepGrid(str(name), tuple(seeds), runs, tuple(compare), recipe, seed_keys, content)
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{file}: name must be a non-empty string, got {name!r}")
+    return SweepGrid(name, seeds, runs, compare, recipe, seed_keys, content)
+
+
+def _seeds(seeds: Any, file: Path) -> tuple[int, ...]:
+    # bool is an int in Python: `seeds: [true]` would be run as seed 1 in a folder named seedTrue.
+    valid = isinstance(seeds, list) and seeds and all(type(s) is int and 0 <= s <= _MAX_SEED for s in seeds)
+    if not valid:
+        raise ConfigError(
+            f"{file}: seeds must be a non-empty list of non-negative integers (at most {_MAX_SEED}), "
+            f"got {seeds!r}"
+        )
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{file}: seeds must not repeat, got {seeds!r}")
+    return tuple(seeds)
+
+
+def _compare(pairs: Any, runs: dict[str, Any], file: Path) -> tuple[tuple[str, str], ...]:
+    if not isinstance(pairs, list):
+        raise ConfigError(f"{file}: compare must be a list of pairs of run names, got {pairs!r}")
+    for pair in pairs:
+        if not (
+            isinstance(pair, list) and len(pair) == 2 and all(p in runs for p in pair) and pair[0] != pair[1]
+        ):
+            raise ConfigError(
+                f"{file}: compare entries are pairs of run names (two different ones), got {pair!r}"
+            )
+    return tuple((str(a), str(b)) for a, b in pairs)
 
 
 def _resolve(path: Path) -> Path:
     if path.is_file():
         return path
+    if path.is_dir():
+        raise ConfigError(f"sweep grid {str(path)!r} is a directory, not a YAML file")
+    if path.exists():  # a FIFO or a device would block or never end
+        raise ConfigError(f"sweep grid {str(path)!r} is not a regular file")
     bundled = BUNDLED_GRID_DIR / f"{path.stem}.yaml"
     if path.parent == Path(".") and bundled.is_file():
         return bundled
@@ -148,6 +179,15 @@ def _resolve(path: Path) -> Path:
 def _strings(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, Sequence) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise ConfigError(f"{where} must be a list of strings (none empty), got {value!r}")
     return tuple(value)
+
+
+def _settings(value: Any, where: str) -> tuple[str, ...]:
+    settings = _strings(value, where)
+    for setting in settings:
+        key, separator, _ = setting.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"{where}: expected KEY=VALUE, got {setting!r}")
+    return settings

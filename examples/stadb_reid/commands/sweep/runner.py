@@ -26,6 +26,7 @@ from ...engine.precision import cpu_has_native_bf16
 from ...engine.preflight import METRICS_NAME
 from ...errors import ConfigError, ReIDError, TrainingInterruptedError
 from .grid import RunSpec
+from .records import load_record
 
 __all__ = [
     "LAUNCH_NAME",
@@ -61,11 +62,11 @@ class _Running:
 
 
 def read_record(output_dir: Path, spec: RunSpec) -> dict[str, Any] | None:
-    """The finished run's record, or ``None``; a record of another command line is an error."""
+    """The finished run's checked record, or ``None``; a record of another command line is an error."""
     path = output_dir / spec.folder / RECORD_NAME
-    if not path.is_file():
+    if not path.exists():
         return None
-    record: dict[str, Any] = json.loads(path.read_text())
+    record = load_record(path, spec)
     if record.get("arguments") != spec.train_arguments(output_dir)[1:]:
         raise ConfigError(
             f"{path} records another command line than this grid gives for {spec.folder}; "
