@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import torch
 
-from stadb_layers import CBAM, SE, SRM, SelfThresholdDrop, TripletAttention
+from stadb_layers import CBAM, SE, SRM, BatchDrop, SelfThresholdDrop, TripletAttention
 from stadb_reid.commands.sweep import build_report, load_grid, markdown_report, write_report
 from stadb_reid.config import Config, bundled_configs, load_config
 from stadb_reid.engine import build_model
 from stadb_reid.engine.preflight import validate_config
-from stadb_reid.model import BatchDrop, STADBNet
+from stadb_reid.model import STADBNet
 from stadb_reid.paper import PAPER_ROWS, paper_rows
 
 # Table -> its datasets (columns) and rows: (label, setting). Settings: Table 5 the network

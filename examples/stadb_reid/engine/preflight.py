@@ -15,6 +15,7 @@ from stadb_layers.checks import check_in_interval, check_int
 
 from ..config import CBAMConfig, Config, ConfigError, EpochMode, Variant, check_config_limits
 from ..data import ReIDDataset, available_datasets, check_images_open, cutout_side
+from ..errors import UnreadableImageError
 from ..evaluation import has_match_in_other_camera
 from ..model import PretrainedWeightsUnavailableError, check_backbone_name, check_pretrained_reachable
 from ..model.folder import FOLDER_FILES
@@ -143,7 +144,7 @@ def check_dataset_fits(config: Config, dataset: ReIDDataset, world_size: int = 1
 
     Every problem found is reported, in one message, with the setting that fixes it: a Cutout square
     that does not fit the images, a P x K batch the dataset cannot fill, pretrained weights that
-    cannot be downloaded, a test set with nothing to evaluate.
+    cannot be downloaded, a test set with nothing to evaluate, images that cannot be read.
 
     Either epoch mode needs P x ``world_size`` identities: every process's batch holds P identities
     of its own. An identity epoch (``data.epoch=identities``) then has ``identities // (P x
@@ -164,6 +165,7 @@ def check_dataset_fits(config: Config, dataset: ReIDDataset, world_size: int = 1
             _batch_problem(config, dataset, world_size),
             _query_problem(dataset),
             _weights_problem(config),
+            _images_problem(dataset),
         )
         if problem
     ]
@@ -172,7 +174,14 @@ def check_dataset_fits(config: Config, dataset: ReIDDataset, world_size: int = 1
     if found:
         numbered = "; ".join(f"({number}) {problem}" for number, problem in enumerate(found, 1))
         raise ConfigError(f"{len(found)} problems with this run, all found before it started: {numbered}")
-    check_images_open(dataset)  # UnreadableImageError listing every image of any split that cannot load
+
+
+def _images_problem(dataset: ReIDDataset) -> str | None:
+    try:
+        check_images_open(dataset)
+    except UnreadableImageError as error:  # lists every image of any split that cannot load
+        return str(error)
+    return None
 
 
 def _cutout_problem(config: Config) -> str | None:
