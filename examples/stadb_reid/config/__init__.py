@@ -1,6 +1,7 @@
 """Training configuration: typed dataclasses, filled from YAML files, recipes and overrides.
 
-The schema is :mod:`.schema`; :mod:`.files` reads the bundled configs and recipes and merges them.
+The schema is :mod:`.schema`; :mod:`.files` reads the bundled configs and recipes and merges them;
+:mod:`.overrides` changes settings by dotted key, the one way ``--set`` and every command's flags do.
 OmegaConf merges the YAML files onto the dataclass schema, so a misspelt key or a wrong type in a
 config file is an error that names the key, not a silently ignored setting.
 """
@@ -18,6 +19,7 @@ from .files import (
     load_config,
     resolve_config_path,
 )
+from .overrides import FLAG_KEYS, Overrides
 from .schema import (
     AmpMode,
     AttentionType,
@@ -37,6 +39,7 @@ from .schema import (
 __all__ = [
     "CONFIG_DIR",
     "DEFAULT_RECIPE",
+    "FLAG_KEYS",
     "RECIPE_DIR",
     "AmpMode",
     "AttentionType",
@@ -51,6 +54,7 @@ __all__ = [
     "EvalConfig",
     "ModelConfig",
     "OptimConfig",
+    "Overrides",
     "Variant",
     "available_recipes",
     "bundled_configs",

@@ -1,10 +1,10 @@
 """Loading a configuration: bundled config files and recipes, merged with overrides onto the schema.
 
 A run's settings are, in order: the schema's defaults (:mod:`.schema`), a recipe, the config files
-(later ones win), then ``--set`` overrides.
+(later ones win), then the overrides (:class:`~.overrides.Overrides`: ``--set`` and the commands' flags).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
+from .overrides import Overrides, config_error
 from .schema import Config
 
 __all__ = [
@@ -90,8 +91,8 @@ def _recipe_layers(name: str) -> list[Any]:
 
 def load_config(
     files: Sequence[str | Path] | None = None,
-    overrides: dict[str, Any] | None = None,
-    dotlist: list[str] | None = None,
+    overrides: Overrides | Mapping[str, Any] | None = None,
+    dotlist: Sequence[str] | None = None,
     *,
     recipe: str | None = None,
 ) -> Config:
@@ -99,8 +100,9 @@ def load_config(
 
     Args:
         files: Paths of YAML files, or names of bundled configs (``"market1501"``, ``"demo_cpu"``...).
-        overrides: Dotted keys to values, e.g. ``{"optim.epochs": 10}``; ``None`` values are skipped.
-        dotlist: ``KEY=VALUE`` strings with YAML values, e.g. ``["optim.milestones=[20, 30]"]``.
+        overrides: Dotted keys to values, e.g. ``{"optim.epochs": 10}``, or :class:`Overrides`.
+        dotlist: ``--set`` strings ``KEY=VALUE`` with YAML values, e.g. ``["optim.milestones=[20, 30]"]``,
+            applied after ``overrides`` (see :meth:`Overrides.parse`).
         recipe: A bundled recipe (``"paper"``, ``"reference"``, see :func:`available_recipes`)
             merged first, under the files; ``None`` for the schema's defaults alone (the command
             line's default is :data:`DEFAULT_RECIPE`).
@@ -118,16 +120,11 @@ def load_config(
         layers = _recipe_layers(recipe) if recipe is not None else []
         for layer in [*layers, *(OmegaConf.load(resolve_config_path(file)) for file in files or [])]:
             merged = OmegaConf.merge(merged, layer)
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                OmegaConf.update(merged, key, value, merge=False)
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(dotlist or []))
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
-        where = f"{error.full_key}: " if getattr(error, "full_key", None) else ""
-        raise ConfigError(where + str(error).splitlines()[0]) from error
+        raise config_error(error) from error
     assert isinstance(config, Config)
-    return config
+    return (Overrides.of(overrides or {}) | Overrides.parse(dotlist or [])).applied_to(config)
 
 
 def config_files_set(files: Sequence[str | Path] | None, key: str) -> bool:
