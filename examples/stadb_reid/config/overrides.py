@@ -143,15 +143,15 @@ class Overrides:
         return str(named[-1]) if named and named[-1] is not None else None
 
     def applied_to(self, config: Config) -> Config:
-        """A copy of ``config`` with these settings changed.
+        """A new config: ``config`` with these settings changed (``config`` itself if there are none).
 
         Raises:
             ConfigError: An unknown key or a value of the wrong type (naming the key).
         """
         if not self.assignments:
             return config
-        node = OmegaConf.structured(config)
         try:
+            node = OmegaConf.structured(config)
             if self.dataset is not None and self.dataset.lower() != config.data.dataset.lower():
                 OmegaConf.update(node, _OPTIONS, {}, merge=False)
             for key, value in self.assignments:
