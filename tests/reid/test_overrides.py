@@ -97,7 +97,11 @@ def test_set_values_are_yaml_and_later_ones_win() -> None:
     overrides = Overrides.parse(["optim.base_lr=3e-4", "optim.milestones=[2, 3]", "data.cutout_size=null"])
     config = (overrides | Overrides.of({"optim.base_lr": 1e-3})).applied_to(Config())
     assert (config.optim.base_lr, config.optim.milestones, config.data.cutout_size) == (1e-3, [2, 3], None)
-    assert Overrides.parse(["data.cutout_size=${data.height}"]).applied_to(Config()).data.cutout_size == 384
+
+
+def test_a_value_that_is_not_yaml_names_the_override() -> None:
+    with pytest.raises(ConfigError, match=r"override 'optim.milestones=\[1': the value is not valid YAML"):
+        Overrides.parse(["optim.milestones=[1"])
 
 
 @settings(max_examples=25, deadline=None)

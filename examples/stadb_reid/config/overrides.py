@@ -23,6 +23,7 @@ from os import PathLike
 from types import MappingProxyType
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -101,10 +102,11 @@ class Overrides:
             key, separator, text = pair.partition("=")
             if not separator or not key.strip():
                 raise ConfigError(f"expected KEY=VALUE, got {pair!r}")
-            try:  # OmegaConf's YAML reading, as in config files (3e-4 is a number); ${...} kept as is
+            try:  # OmegaConf's YAML reading, as in config files (3e-4 is a number)
                 parsed = OmegaConf.to_container(OmegaConf.from_dotlist([f"value={text}"]))
-            except OmegaConfBaseException as error:
-                raise config_error(error) from error
+            except (yaml.YAMLError, OmegaConfBaseException) as error:
+                problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+                raise ConfigError(f"override {pair!r}: the value is not valid YAML: {problem}") from None
             assert isinstance(parsed, dict)
             assignments.append((key.strip(), parsed["value"]))
         return cls(tuple(assignments))
