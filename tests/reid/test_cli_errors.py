@@ -62,7 +62,7 @@ def train_arguments(tmp_path: Path, *extra: str) -> list[str]:
     [
         ("model.alpha=2", "model.alpha must lie in (0.0, 1.0], got 2"),
         ("model.rho=1.5", "model.rho must lie in [0.0, 1.0], got 1.5"),
-        ("model.variant=foo", "model.variant: Invalid value 'foo', expected one of [GLOBAL, GLOBAL_DROP"),
+        ("model.variant=foo", "model.variant: Invalid value 'foo', expected one of [ATTENTION, DROP, GLOBAL"),
         ("model.backbone=vgg16", "model.backbone must be a timm ResNet"),
         ("model.attention=foo", "model.attention: Invalid value 'foo', expected one of [CBAM, SE, SRM"),
         ("eval.metric=foo", "eval.metric: Invalid value 'foo', expected one of [EUCLIDEAN"),
@@ -97,7 +97,10 @@ def test_the_same_checks_apply_to_an_untrained_evaluation(
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["train", "--dataset", "nope", "--data-root", "{tmp}/d"], "data.dataset must be one of cuhk03"),
+        (
+            ["train", "--dataset", "nope", "--data-root", "{tmp}/d"],
+            "data.dataset must be one of celeb_reid, cuhk03",
+        ),
         (["train", "--epochs", "0"], "optim.epochs must be an integer >= 1, got 0"),
         (["train", "--no-such-flag"], "No such option: --no-such-flag"),
         (

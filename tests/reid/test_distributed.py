@@ -128,7 +128,7 @@ def test_torchrun_trains_and_rank_zero_alone_writes(tmp_path: Path) -> None:
     assert result.stdout.count("parameters") == 1, "only rank 0 logs"
     assert not (output_dir / "checkpoint.prev.pt").exists(), "one epoch, one checkpoint write"
     metrics = json.loads((output_dir / "metrics.json").read_text())
-    evaluated = evaluate_checkpoint(output_dir / "checkpoint.pt", {}, progress=False)
+    evaluated = evaluate_checkpoint(output_dir / "checkpoint.pt", progress=False)
     for key in ("rank1", "rank5", "mAP", "mINP"):
         assert evaluated[key] == pytest.approx(metrics[key], abs=1e-9), key
 

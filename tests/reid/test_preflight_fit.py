@@ -68,7 +68,11 @@ def test_unreadable_images_are_one_more_problem_of_the_list(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as raised:
         check_dataset_fits(config, dataset)
     message = str(raised.value)
-    assert message.startswith("2 problems") and "data.cutout_size=64" in message and "3.jpg' (not an image)" in message
+    assert (
+        message.startswith("2 problems")
+        and "data.cutout_size=64" in message
+        and "3.jpg' (not an image)" in message
+    )
 
 
 def test_a_single_problem_is_reported_as_it_is(tmp_path: Path) -> None:

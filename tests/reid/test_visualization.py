@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from stadb_layers import CBAM
 from stadb_reid.cli import app
 from stadb_reid.commands import visualize_checkpoint
-from stadb_reid.config import flatten_config, load_config
+from stadb_reid.config import Overrides, flatten_config, load_config
 from stadb_reid.data import DatasetNotFoundError
 from stadb_reid.engine import build_model, load_checkpoint, train
 from stadb_reid.evaluation import rank_metrics
@@ -88,7 +88,8 @@ def assert_png(path: Path, min_width: int, min_height: int) -> None:
 
 
 def test_visualize_checkpoint_writes_the_four_figures(trained_checkpoint: Path, tmp_path: Path) -> None:
-    paths = visualize_checkpoint(trained_checkpoint, tmp_path / "figures", num_queries=3, device="cpu")
+    cpu = Overrides.from_flags(device="cpu")
+    paths = visualize_checkpoint(trained_checkpoint, tmp_path / "figures", overrides=cpu, num_queries=3)
     assert [path.name for path in paths] == list(FIGURES)
     assert paths.attention.parent == tmp_path / "figures"
     for path in paths:

@@ -2,11 +2,19 @@
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from ..config import DEFAULT_RECIPE, Config, ConfigError, available_recipes, config_files_set, load_config
+from ..config import (
+    DEFAULT_RECIPE,
+    Config,
+    ConfigError,
+    Overrides,
+    available_recipes,
+    config_files_set,
+    load_config,
+)
 
 __all__ = [
     "ConfigFiles",
@@ -54,7 +62,7 @@ Overwrite = Annotated[
 
 def build_config(
     files: list[str] | None,
-    overrides: dict[str, Any],
+    flags: Overrides,
     settings: list[str] | None,
     *,
     needs_dataset: bool = False,
@@ -62,32 +70,27 @@ def build_config(
 ) -> Config:
     """Load the config from a recipe, files, flags and ``--set KEY=VALUE`` pairs, and check every value.
 
-    The recipe (``recipe``, else :data:`~stadb_reid.config.DEFAULT_RECIPE`) goes under the files.
-
-    A ``--dataset`` other than the one the files name drops the files' ``data.options`` (they belong
-    to that other dataset). With ``needs_dataset``, a dataset must be named by ``--dataset``, a config
-    file or ``--set data.dataset=...``, so a mistyped ``--data-root`` is never taken for the default
-    synthetic dataset and generated. Config errors are usage errors.
+    The recipe (``recipe``, else :data:`~stadb_reid.config.DEFAULT_RECIPE`) goes under the files;
+    ``flags`` (``Overrides.from_flags(...)`` of the command's convenience flags), then ``settings``
+    (``--set``) go over them. A dataset other than the one the files name drops the files'
+    ``data.options`` (they belong to that other dataset). With ``needs_dataset``, a dataset must be
+    named by ``--dataset``, a config file or ``--set data.dataset=...``, so a mistyped ``--data-root``
+    is never taken for the default synthetic dataset and generated. Config errors are usage errors.
     """
     from ..engine import validate_config
 
-    keys = []
-    for pair in settings or []:
-        key, separator, _ = pair.partition("=")
-        if not separator or not key.strip():
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
-        keys.append(key.strip())
+    try:
+        overrides = flags | Overrides.parse(settings or [])
+    except ConfigError as error:
+        raise typer.BadParameter(str(error), param_hint="--set") from error
     recipe = DEFAULT_RECIPE if recipe is None else recipe
     if recipe not in available_recipes():
         raise typer.BadParameter(
             f"expected {' or '.join(available_recipes())}, got {recipe!r}", param_hint="--recipe"
         )
     try:
-        dataset = overrides.get("data.dataset")
-        if dataset is not None and dataset.lower() != load_config(files).data.dataset.lower():
-            overrides = {**overrides, "data.options": {}}
-        config = validate_config(load_config(files, overrides, settings, recipe=recipe))
-        named = dataset is not None or "data.dataset" in keys or config_files_set(files, "data.dataset")
+        config = validate_config(load_config(files, overrides, recipe=recipe))
+        named = overrides.dataset is not None or config_files_set(files, "data.dataset")
         if needs_dataset and not named:
             raise ConfigError(
                 "no dataset named: pass --dataset NAME --data-root DIR (--dataset synthetic generates "

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import CONFIG_LIMITS
+from ..config import CONFIG_LIMITS, Overrides
 from .app import ConfigFiles, Overwrite, RecipeName, SetOverrides, app, build_config, refuse_to_replace
 
 __all__ = ["evaluate", "export", "extract", "visualize"]
@@ -44,23 +44,18 @@ def evaluate(
     """Evaluate a checkpoint (or an untrained network) and print rank-1/5/10, mAP and mINP."""
     from ..commands import evaluate_checkpoint, evaluate_untrained
 
-    overrides = {
-        "data.dataset": dataset,
-        "data.root": str(data_root) if data_root else None,
-        "device": device,
-        "eval.flip": flip,
-        "eval.rerank": rerank,
-        "eval.ap_at": ap_at,
-    }
+    flags = Overrides.from_flags(
+        dataset=dataset, data_root=data_root, device=device, flip=flip, rerank=rerank, ap_at=ap_at
+    )
     if (checkpoint is None) == (not untrained):
         raise typer.BadParameter("give either --checkpoint FILE or --untrained", param_hint="--checkpoint")
     if checkpoint is not None:
         if config or set_ or recipe:
             raise typer.BadParameter("a checkpoint carries its config", param_hint="--config/--recipe/--set")
-        metrics = evaluate_checkpoint(checkpoint, overrides, progress=progress)
+        metrics = evaluate_checkpoint(checkpoint, flags, progress=progress)
     else:
         metrics = evaluate_untrained(
-            build_config(config, overrides, set_, needs_dataset=True, recipe=recipe), progress=progress
+            build_config(config, flags, set_, needs_dataset=True, recipe=recipe), progress=progress
         )
     typer.echo(json.dumps({k: round(v, 2) for k, v in metrics.items()}))
 
@@ -132,10 +127,8 @@ def export(
     written = export_checkpoint(checkpoint, export_format, out, height=height, width=width)
     typer.echo(f"wrote {written}")
     if verify:
-        overrides = {"data.dataset": dataset, "data.root": str(data_root) if data_root else None}
-        report = verify_export(
-            checkpoint, written, export_format, dataset_overrides=overrides if dataset or data_root else None
-        )
+        ranking = Overrides.from_flags(dataset=dataset, data_root=data_root)
+        report = verify_export(checkpoint, written, export_format, ranking=ranking or None)
         for line in report.lines():
             typer.echo(line)
 
@@ -223,10 +216,8 @@ def visualize(
     paths = visualize_checkpoint(
         checkpoint,
         figures,
-        dataset=dataset,
-        data_root=data_root,
+        overrides=Overrides.from_flags(dataset=dataset, data_root=data_root, device=device),
         num_queries=num_queries,
-        device=device,
         progress=progress,
     )
     for path in paths:

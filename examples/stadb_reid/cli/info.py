@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import DEFAULT_RECIPE
+from ..config import DEFAULT_RECIPE, Overrides
 from .app import ConfigFiles, RecipeName, SetOverrides, app, build_config
 
 __all__ = ["info"]
@@ -27,6 +27,6 @@ def info(
     """
     from ..commands import describe_config
 
-    resolved = build_config(config, {}, set_, recipe=recipe)
+    resolved = build_config(config, Overrides(), set_, recipe=recipe)
     typer.echo(f"# recipe: {recipe or DEFAULT_RECIPE}")
     typer.echo(describe_config(resolved, num_classes), nl=False)

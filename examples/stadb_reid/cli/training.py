@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import DEFAULT_RECIPE, AmpMode, AttentionType, Variant
+from ..config import DEFAULT_RECIPE, AmpMode, AttentionType, Overrides, Variant
 from .app import ConfigFiles, Overwrite, RecipeName, SetOverrides, app, build_config
 
 __all__ = ["demo", "train"]
@@ -87,33 +87,33 @@ def train(
     """
     from ..engine import train as run_training
 
-    overrides = {
-        "data.dataset": dataset,
-        "data.root": str(data_root) if data_root else None,
-        "output_dir": str(output_dir) if output_dir else None,
-        "optim.epochs": epochs,
-        "data.height": height,
-        "data.width": width,
-        "data.num_identities": num_identities,
-        "data.num_instances": num_instances,
-        "model.pretrained": pretrained,
-        "model.weights": str(weights) if weights else None,
-        "device": device,
-        "model.variant": variant,
-        "model.attention": attention,
-        "model.alpha": alpha,
-        "model.rho": rho,
-        "seed": seed,
-        "amp": amp,
-        "channels_last": channels_last,
-        "compile": compile_,
-        "deterministic": deterministic,
-        "eval.every": eval_every,
-        "eval.ap_at": ap_at,
-        "eval.flip": flip,
-    }
+    flags = Overrides.from_flags(
+        dataset=dataset,
+        data_root=data_root,
+        output_dir=output_dir,
+        epochs=epochs,
+        height=height,
+        width=width,
+        num_identities=num_identities,
+        num_instances=num_instances,
+        pretrained=pretrained,
+        weights=weights,
+        device=device,
+        variant=variant,
+        attention=attention,
+        alpha=alpha,
+        rho=rho,
+        seed=seed,
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile_,
+        deterministic=deterministic,
+        eval_every=eval_every,
+        ap_at=ap_at,
+        flip=flip,
+    )
     run_training(
-        build_config(config, overrides, set_, needs_dataset=True, recipe=recipe),
+        build_config(config, flags, set_, needs_dataset=True, recipe=recipe),
         resume=resume,
         overwrite=overwrite,
         progress=progress,
@@ -141,7 +141,5 @@ def demo(
     """
     from ..commands import run_demo
 
-    overrides = {"output_dir": str(output_dir), "optim.epochs": epochs}
-    run_demo(
-        build_config(["demo_cpu"], overrides, set_), resume=resume, overwrite=overwrite, progress=progress
-    )
+    flags = Overrides.from_flags(output_dir=output_dir, epochs=epochs)
+    run_demo(build_config(["demo_cpu"], flags, set_), resume=resume, overwrite=overwrite, progress=progress)

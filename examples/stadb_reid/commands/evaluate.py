@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, flatten_config, load_config
+from ..config import Config, Overrides, flatten_config, load_config
 from ..data import ReIDDataset, dataset_from_config
 from ..engine.build import build_model, resolve_device, seed_everything
 from ..engine.checkpoint import load_checkpoint
@@ -14,7 +14,7 @@ __all__ = ["evaluate_checkpoint", "evaluate_untrained", "load_trained_model"]
 
 
 def load_trained_model(
-    checkpoint_path: Path, overrides: dict[str, Any] | None = None
+    checkpoint_path: Path, overrides: Overrides | None = None
 ) -> tuple[STADBNet, Config, dict[str, Any]]:
     """Rebuild the model stored in a checkpoint (on the CPU, in eval mode) and its config.
 
@@ -22,9 +22,8 @@ def load_trained_model(
 
     Args:
         checkpoint_path: A ``checkpoint.pt`` written by :func:`~stadb_reid.engine.train`.
-        overrides: Dotted config keys to change, e.g. ``{"data.root": ...}``; ``None`` values are
-            skipped. Naming another dataset drops the checkpoint's ``data.options``, which belong to
-            its own dataset.
+        overrides: Settings to change, e.g. ``Overrides.from_flags(data_root=...)``. Naming another
+            dataset drops the checkpoint's ``data.options``, which belong to its own dataset.
 
     Returns:
         ``(model, config, checkpoint state)``.
@@ -33,12 +32,9 @@ def load_trained_model(
         CheckpointError: The file is missing, damaged or not a stadb-reid checkpoint (names the path).
     """
     state = load_checkpoint(checkpoint_path)
-    # None means "not given": it must not replace the checkpoint's value with the schema default.
-    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
-    dataset = overrides.get("data.dataset")
-    if dataset is not None and dataset != state["config"]["data"]["dataset"]:
-        overrides["data.options"] = {}
-    config = load_config([], {**flatten_config(state["config"]), **overrides})
+    config = load_config([], flatten_config(state["config"]))
+    if overrides is not None:
+        config = overrides.applied_to(config)
     config.model.weights = None  # a local weights file used for training need not exist here
     model = build_model(config, state["num_classes"], pretrained=False)
     model.load_state_dict(state["model"])
@@ -46,13 +42,13 @@ def load_trained_model(
 
 
 def evaluate_checkpoint(
-    checkpoint_path: Path, overrides: dict[str, Any], *, progress: bool = True
+    checkpoint_path: Path, overrides: Overrides | None = None, *, progress: bool = True
 ) -> dict[str, float]:
     """Rebuild the model stored in a checkpoint, load its weights and evaluate it.
 
     Args:
         checkpoint_path: A ``checkpoint.pt`` written by :func:`~stadb_reid.engine.train`.
-        overrides: Dotted config keys to change (see :func:`load_trained_model`).
+        overrides: Settings to change (see :func:`load_trained_model`).
         progress: Show progress bars.
     """
     model, config, _ = load_trained_model(checkpoint_path, overrides)

@@ -19,14 +19,13 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import safe_open
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ..config import ConfigError
+from ..config import ConfigError, Overrides
 from ..data import ImageDataset, ReIDSample, build_test_transform, dataset_from_config
 from ..errors import ExportVerificationError
 from ..evaluation import evaluate_from_features
@@ -176,7 +175,7 @@ def verify_export(
     exported: Path,
     format: ExportFormat | str,
     *,
-    dataset_overrides: dict[str, Any] | None = None,
+    ranking: Overrides | None = None,
 ) -> VerificationReport:
     """Compare the embeddings of an export with those of the checkpoint's PyTorch model.
 
@@ -184,9 +183,10 @@ def verify_export(
         checkpoint_path: The checkpoint the export was made from.
         exported: The exported file or model folder.
         format: Its :class:`~stadb_reid.commands.export.ExportFormat`.
-        dataset_overrides: ``{"data.dataset": ..., "data.root": ...}`` (``None`` values keep the
-            checkpoint's): also rank the first :data:`SUBSET_SIZES` queries and gallery images of that
-            dataset with both models. ``None``: random inputs only.
+        ranking: Also rank the first :data:`SUBSET_SIZES` queries and gallery images of a dataset with
+            both models: the checkpoint's, with these settings changed (e.g.
+            ``Overrides.from_flags(data_root=...)``; empty: the checkpoint's own). ``None``: random
+            inputs only.
 
     Returns:
         The :class:`VerificationReport` of a passing check.
@@ -197,7 +197,7 @@ def verify_export(
         CheckpointError: The checkpoint is missing or unreadable.
     """
     export_format = ExportFormat(format)
-    reference, config, _ = load_trained_model(checkpoint_path, dataset_overrides)
+    reference, config, _ = load_trained_model(checkpoint_path, ranking)
     run, size = _load_runner(exported, export_format, reference)
     generator = torch.Generator().manual_seed(0)
     expected: list[Tensor] = []
@@ -208,7 +208,7 @@ def verify_export(
             expected.append(reference(images))
             found.append(run(images).float())
     metrics: list[dict[str, float]] = []
-    if dataset_overrides:
+    if ranking is not None:
         dataset = dataset_from_config(config.data)
         queries, gallery = _subset(dataset.query, dataset.gallery)
         for model, embeddings in ((reference, expected), (run, found)):

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from stadb_layers.checks import check_positive_int
 
+from ..config import Overrides
 from ..data import ReIDSample, build_test_transform, dataset_from_config, read_image
 from ..engine.build import resolve_device
 from ..engine.evaluate import embed_test_sets, rank_test_sets
@@ -70,11 +71,9 @@ def visualize_checkpoint(
     checkpoint: str | Path,
     output_dir: str | Path,
     *,
-    dataset: str | None = None,
-    data_root: str | Path | None = None,
+    overrides: Overrides | None = None,
     num_queries: int = 6,
     top_k: int = 10,
-    device: str | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> FigurePaths:
@@ -90,12 +89,11 @@ def visualize_checkpoint(
     Args:
         checkpoint: A ``checkpoint.pt`` written by :func:`~stadb_reid.engine.train`.
         output_dir: Folder of the PNG files (created if needed).
-        dataset: Dataset name; defaults to the checkpoint's (whose ``data.options`` are dropped when
-            another dataset is named).
-        data_root: Dataset folder; defaults to the checkpoint's.
+        overrides: Settings to change from the checkpoint's, e.g.
+            ``Overrides.from_flags(data_root=..., device="cpu")`` (see
+            :func:`~stadb_reid.commands.load_trained_model`).
         num_queries: Queries shown in the attention and retrieval figures.
         top_k: Gallery matches shown per query.
-        device: ``"cpu"`` or ``"cuda"``; defaults to the checkpoint's.
         seed: Seed of the query choice.
         progress: Show progress bars while embedding.
 
@@ -111,11 +109,6 @@ def visualize_checkpoint(
     check_positive_int(top_k, "top_k")
     checkpoint = Path(checkpoint)
     output_dir = Path(output_dir)
-    overrides: dict[str, Any] = {
-        "data.dataset": dataset,
-        "data.root": str(data_root) if data_root else None,
-        "device": device,
-    }
     model, config, state = load_trained_model(checkpoint, overrides)
     if not state.get("history"):
         raise CheckpointError(f"{checkpoint} has no training history to plot")

@@ -1,6 +1,7 @@
 """Training configuration: typed dataclasses, filled from YAML files, recipes and overrides.
 
-The schema is :mod:`.schema`; :mod:`.files` reads the bundled configs and recipes and merges them.
+The schema is :mod:`.schema`; :mod:`.files` reads the bundled configs and recipes and merges them;
+:mod:`.overrides` changes settings by dotted key, the one way ``--set`` and every command's flags do.
 OmegaConf merges the YAML files onto the dataclass schema, so a misspelt key or a wrong type in a
 config file is an error that names the key, not a silently ignored setting. :mod:`.reading` reads
 files and overrides as untrusted input; :mod:`.limits` bounds the values that would otherwise
@@ -29,6 +30,7 @@ from .limits import (
     check_config_limits,
     check_parallelism,
 )
+from .overrides import FLAG_KEYS, Overrides
 from .reading import MAX_CONFIG_BYTES, read_config_file
 from .schema import (
     AmpMode,
@@ -50,6 +52,7 @@ __all__ = [
     "CONFIG_DIR",
     "CONFIG_LIMITS",
     "DEFAULT_RECIPE",
+    "FLAG_KEYS",
     "MAX_BATCH_IMAGES",
     "MAX_BATCH_PIXELS",
     "MAX_CONFIG_BYTES",
@@ -69,6 +72,7 @@ __all__ = [
     "EvalConfig",
     "ModelConfig",
     "OptimConfig",
+    "Overrides",
     "Variant",
     "available_recipes",
     "bundled_configs",

@@ -1,11 +1,11 @@
 """Loading a configuration: bundled config files and recipes, merged with overrides onto the schema.
 
 A run's settings are, in order: the schema's defaults (:mod:`.schema`), a recipe, the config files
-(later ones win), then ``--set`` overrides. Files and overrides are read as untrusted input
-(:mod:`.reading`).
+(later ones win), then the overrides (:class:`~.overrides.Overrides`: ``--set`` and the commands' flags).
+Files and overrides are read as untrusted input (:mod:`.reading`).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
-from .reading import _override_layer, _refuse_interpolation, read_config_file
+from .overrides import Overrides, config_error
+from .reading import read_config_file
 from .schema import Config
 
 __all__ = [
@@ -94,8 +95,8 @@ def _recipe_layers(name: str) -> list[Any]:
 
 def load_config(
     files: Sequence[str | Path] | None = None,
-    overrides: dict[str, Any] | None = None,
-    dotlist: list[str] | None = None,
+    overrides: Overrides | Mapping[str, Any] | None = None,
+    dotlist: Sequence[str] | None = None,
     *,
     recipe: str | None = None,
 ) -> Config:
@@ -103,8 +104,9 @@ def load_config(
 
     Args:
         files: Paths of YAML files, or names of bundled configs (``"market1501"``, ``"demo_cpu"``...).
-        overrides: Dotted keys to values, e.g. ``{"optim.epochs": 10}``; ``None`` values are skipped.
-        dotlist: ``KEY=VALUE`` strings with YAML values, e.g. ``["optim.milestones=[20, 30]"]``.
+        overrides: Dotted keys to values, e.g. ``{"optim.epochs": 10}``, or :class:`Overrides`.
+        dotlist: ``--set`` strings ``KEY=VALUE`` with YAML values, e.g. ``["optim.milestones=[20, 30]"]``,
+            applied after ``overrides`` (see :meth:`Overrides.parse`).
         recipe: A bundled recipe (``"paper"``, ``"reference"``, see :func:`available_recipes`)
             merged first, under the files; ``None`` for the schema's defaults alone (the command
             line's default is :data:`DEFAULT_RECIPE`).
@@ -123,29 +125,14 @@ def load_config(
     layers = [(f"recipe {recipe!r}", layer) for layer in _recipe_layers(recipe)] if recipe is not None else []
     for path in (resolve_config_path(file) for file in files or []):
         layers.append((f"config file {str(path)!r}", read_config_file(path)))
-    settings = [(f"override {setting!r}", _override_layer(setting)) for setting in dotlist or []]
     for where, layer in layers:
         merged = _merged(merged, layer, where)
     try:
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                OmegaConf.update(merged, key, value, merge=False)
-    except OmegaConfBaseException as error:
-        raise ConfigError(_described(error)) from error
-    for where, layer in settings:
-        merged = _merged(merged, layer, where)
-    _refuse_interpolation(merged)  # what is left came from ``overrides``
-    try:
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
-        raise ConfigError(_described(error)) from error
+        raise config_error(error) from error
     assert isinstance(config, Config)
-    return config
-
-
-def _described(error: OmegaConfBaseException) -> str:
-    where = f"{error.full_key}: " if getattr(error, "full_key", None) else ""
-    return where + str(error).splitlines()[0]
+    return (Overrides.of(overrides or {}) | Overrides.parse(dotlist or [])).applied_to(config)
 
 
 def _merged(base: DictConfig, layer: DictConfig, where: str) -> DictConfig:
@@ -153,7 +140,7 @@ def _merged(base: DictConfig, layer: DictConfig, where: str) -> DictConfig:
     try:
         merged = OmegaConf.merge(base, layer)
     except OmegaConfBaseException as error:
-        raise ConfigError(f"{where}: {_described(error)}") from error
+        raise ConfigError(f"{where}: {config_error(error)}") from error
     assert isinstance(merged, DictConfig)
     return merged
 
