@@ -40,8 +40,8 @@ def overriding_literals(source: str) -> list[tuple[int, str]]:
             places += node.keys
         elif isinstance(node, ast.Compare) and any(isinstance(op, ast.In | ast.NotIn) for op in node.ops):
             places.append(node.left)
-        elif isinstance(node, ast.Subscript):
-            places.append(node.slice)
+        elif isinstance(node, ast.Subscript) and getattr(node.value, "id", None) != "CONFIG_LIMITS":
+            places.append(node.slice)  # reading a key's bound from CONFIG_LIMITS overrides nothing
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) in _KEY_METHODS:
             places += node.args[:2]
     return sorted(
