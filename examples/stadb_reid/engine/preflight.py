@@ -4,19 +4,17 @@ Everything a run can know to be wrong before its first step is reported here, in
 config key, path or count at fault, instead of as a traceback hours later.
 """
 
-import dataclasses
 import math
 import os
 import tempfile
 from pathlib import Path
 
-from stadb_layers import CBAM
 from stadb_layers._validation import check_in_interval, check_int
 
-from ..config import CBAMConfig, Config, ConfigError, EpochMode, Variant
+from ..config import Config, ConfigError, EpochMode
 from ..data import ReIDDataset, available_datasets
 from ..evaluation import has_match_in_other_camera
-from ..model import check_backbone_name
+from ..model.config_checks import check_input_size, check_model_config
 from ..model.folder import FOLDER_FILES
 from .checkpoint import CHECKPOINT_NAME, previous_checkpoint_path
 
@@ -67,20 +65,6 @@ def _choice(value: str, key: str, choices: list[str]) -> None:
         raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
 
 
-def _resnet(name: str, key: str) -> None:
-    try:
-        check_backbone_name(name, key)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-
-
-def _cbam(options: CBAMConfig, key: str) -> None:
-    try:  # CBAM checks every option, so a tiny one checks them all
-        CBAM(8, **dataclasses.asdict(options))
-    except ValueError as error:
-        raise ConfigError(f"{key}.{error}") from None
-
-
 def validate_config(config: Config) -> Config:
     """Check every value of ``config`` (the schema only checks types); return it unchanged.
 
@@ -96,8 +80,7 @@ def validate_config(config: Config) -> Config:
     """
     data, model, optim = config.data, config.model, config.optim
     _choice(data.dataset.lower(), "data.dataset", available_datasets())
-    _integer(data.height, "data.height", 16)
-    _integer(data.width, "data.width", 16)
+    check_input_size(data.height, data.width)
     _integer(data.num_identities, "data.num_identities", 2)
     _integer(data.num_instances, "data.num_instances", 1)
     _integer(data.num_workers, "data.num_workers", 0)
@@ -113,15 +96,7 @@ def validate_config(config: Config) -> Config:
             f"({data.height} x {data.width}), got {data.cutout_size}; lower it, or turn Cutout off "
             "with data.cutout_prob=0"
         )
-    _number(model.alpha, "model.alpha", 0.0, 1.0, low_closed=False)
-    _number(model.rho, "model.rho", 0.0, 1.0)
-    _resnet(model.backbone, "model.backbone")
-    _cbam(model.cbam, "model.cbam")
-    if not model.eval_attention and model.variant == Variant.GLOBAL_ATTENTION:
-        raise ConfigError(
-            "model.eval_attention=false needs model.variant stadb: global_attention has no drop branch "
-            "to run at test time instead of the attention"
-        )
+    check_model_config(model)  # the rules a model folder's config.yaml obeys too
     if model.weights and not Path(model.weights).is_file():
         raise ConfigError(f"model.weights: file not found: {model.weights}")
     _integer(optim.epochs, "optim.epochs", 1)
