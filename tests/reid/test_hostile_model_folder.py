@@ -168,14 +168,18 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
 
 
 def snapshot(*roots: Path) -> dict[str, str]:
-    """Every file and folder under ``roots``: a content hash for a file, ``"dir"`` for a folder."""
+    """Every entry under ``roots``: a file's content hash, ``"dir"``, or a link's target (not followed)."""
     tree = {}
     for root in roots:
         for folder, dirs, files in os.walk(root):
-            tree.update({os.path.join(folder, name): "dir" for name in dirs})
-            for name in files:
+            for name in [*dirs, *files]:
                 path = os.path.join(folder, name)
-                tree[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+                if os.path.islink(path):
+                    tree[path] = f"link to {os.readlink(path)}"
+                elif os.path.isdir(path):
+                    tree[path] = "dir"
+                else:
+                    tree[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return tree
 
 

@@ -9,6 +9,7 @@ package (``info`` prints the config a command line resolves to), and do their wo
 import typer
 
 from ..errors import ReIDError
+from ..printable import printable
 from .app import app, build_config, refuse_to_replace
 from .checkpoints import evaluate, export, extract, visualize
 from .info import info
@@ -52,10 +53,10 @@ def main() -> None:
             typer.echo(usage.ctx.get_help())
             raise SystemExit(0) from None
         where = f" (see {usage.ctx.command_path} --help)" if usage.ctx is not None else ""
-        typer.echo(f"error: {usage.format_message()}{where}", err=True)
+        typer.echo(f"error: {printable(usage.format_message())}{where}", err=True)
         raise SystemExit(2) from None
     except ReIDError as error:
-        typer.echo(f"{error.label}: {error}", err=True)
+        typer.echo(f"{error.label}: {printable(str(error))}", err=True)  # a file name can hold ESC, \n
         raise SystemExit(error.exit_code) from None
     except typer.Abort:
         typer.echo("interrupted", err=True)
