@@ -25,7 +25,13 @@ from .test_hostile_model_folder import snapshot
 from .test_search import write_model_folder, write_people
 
 # Characters a terminal acts on: none of them may reach stdout or stderr raw.
-CONTROLS = [chr(c) for c in (*range(32), *range(127, 160))] + ["\u2028", "\u2029", "\u202e", "\u2066"]
+CONTROLS = [chr(c) for c in (*range(32), *range(127, 160))] + [
+    "\u2028",
+    "\u2029",
+    "\u202e",
+    "\u2066",
+    "\udcff",
+]
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +73,7 @@ EVIL_NAMES = {
     "carriage-return": "\rforged",
     "bidi-override": "\u202egpj.exe",
     "line-separator": "\u2028forged",
+    "undecodable-byte": "\udcff",  # the byte 0xff, not UTF-8, as os.fsdecode gives it
 }
 
 

@@ -70,7 +70,8 @@ def check_search_outputs(
 def _write(path: Path, text: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        # backslashreplace: an undecodable byte of a file name (a lone surrogate) has no UTF-8 form
+        path.write_text(text, encoding="utf-8", errors="backslashreplace")
     except OSError as error:
         raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
 
