@@ -32,7 +32,7 @@ layer needs little more than this::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import pytest
@@ -261,7 +261,7 @@ class BaseLayerTests:
         self.assert_compiled_matches(reference, compiled, input_sets)
 
     def assert_compiled_matches(
-        self, reference: nn.Module, compiled: nn.Module, input_sets: Sequence[tuple[Tensor, ...]]
+        self, reference: nn.Module, compiled: Callable[..., Any], input_sets: Sequence[tuple[Tensor, ...]]
     ) -> None:
         """The compiled twin's outputs and input gradients equal eager ones on every input set."""
         for inputs in input_sets:
