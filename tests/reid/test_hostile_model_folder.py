@@ -49,6 +49,7 @@ CONFIG_CASES: list[tuple[str, str, Any, str]] = [
     ("backbone-list", "model.backbone", [1], "model.backbone"),
     ("kernel-negative", "model.cbam.kernel_size", -7, "model.cbam.kernel_size"),
     ("kernel-even", "model.cbam.kernel_size", 4, "model.cbam.kernel_size"),
+    ("kernel-huge", "model.cbam.kernel_size", 100_001, "GiB of weights"),  # checked, never allocated
     ("reduction-zero", "model.cbam.reduction", 0, "model.cbam.reduction"),
     ("pool-order", "model.cbam.pool_order", "sideways", "model.cbam.pool_order"),
     ("gates", "model.cbam.gates", "none", "model.cbam.gates"),
@@ -143,7 +144,16 @@ WEIGHT_CASES: list[tuple[str, Callable[[dict[str, torch.Tensor]], dict[str, torc
 # (they share load_model_folder, so a case of each kind shows they reach it and report it alike).
 SURFACES = ("from_pretrained", "extract")
 OTHER_SURFACES = ("extractor", "index", "search")
-SAMPLED = {"alpha-nan", "classes-1e12", "height-huge", "env-backbone", "std-inf", "nan", "int64"}
+SAMPLED = {
+    "alpha-nan",
+    "classes-1e12",
+    "kernel-huge",
+    "height-huge",
+    "env-backbone",
+    "std-inf",
+    "nan",
+    "int64",
+}
 
 
 def surface_cases(cases: list[Any]) -> list[Any]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+
 from stadb_layers import CBAM
 from stadb_layers._validation import check_in_interval, check_int
 
@@ -52,8 +54,9 @@ def check_model_config(model: ModelConfig, key: str = "model") -> None:
         check_backbone_name(model.backbone, f"{key}.backbone")
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    try:  # CBAM checks every option, so a tiny one checks them all
-        CBAM(8, **dataclasses.asdict(model.cbam))
+    try:  # CBAM checks every option; on the meta device a huge kernel_size allocates nothing
+        with torch.device("meta"):
+            CBAM(8, **dataclasses.asdict(model.cbam))
     except (ValueError, TypeError) as error:
         raise ConfigError(f"{key}.cbam.{error}") from None
     if not model.eval_attention and model.variant == Variant.GLOBAL_ATTENTION:
