@@ -40,7 +40,12 @@ def z_pool(x: Tensor, dim: int) -> Tensor:
         >>> z_pool(torch.randn(2, 4, 6, 5), dim=2).shape
         torch.Size([2, 2, 4, 5])
     """
-    return torch.stack((x.amax(dim=dim), x.mean(dim=dim)), dim=1)
+    # Keep-dim maps joined by torch.cat, and a contiguous copy once moved: the convolution that follows
+    # must not read a view. Under torch.compile(dynamic=True), Inductor sorts the symbolic strides of
+    # such a view (torch.stack's reshape, a permute) without its ShapeEnv and fails with "cannot
+    # determine truth value of Relational" (pytorch/pytorch#185510, fix pending in #185871).
+    pooled = torch.cat((x.amax(dim=dim, keepdim=True), x.mean(dim=dim, keepdim=True)), dim=dim)
+    return pooled if dim == 1 else pooled.movedim(dim, 1).contiguous()
 
 
 class SpatialGate(nn.Module):
@@ -115,7 +120,7 @@ class SpatialGate(nn.Module):
     def pool(self, x: Tensor) -> Tensor:
         """Return the channel-wise max and mean maps of ``x``, :math:`(N, 2, H, W)`, in ``pool_order``."""
         if self.pool_order == "avg_max":
-            return torch.stack((x.mean(dim=1), x.amax(dim=1)), dim=1)
+            return torch.cat((x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)), dim=1)  # see z_pool
         return z_pool(x, dim=1)
 
     def attention_from_pooled(self, pooled: Tensor) -> Tensor:

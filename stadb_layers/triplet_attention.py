@@ -105,7 +105,7 @@ class TripletAttention(nn.Module):
         gate_cw: Tensor = self.cw_gate_to_input(self.cw.attention_from_pooled(z_pool(x, dim=2)))
         # H-C branch: pool over W, convolve the (H, C) plane; the gate broadcasts over W.
         gate_hc: Tensor = self.hc_gate_to_input(
-            self.hc.attention_from_pooled(self.hc_plane(z_pool(x, dim=3)))
+            self.hc.attention_from_pooled(self.hc_plane(z_pool(x, dim=3)).contiguous())  # see z_pool
         )
         # H-W branch: pool over C; the gate (N, 1, H, W) broadcasts over C.
         gate_hw = self.hw.attention_from_pooled(z_pool(x, dim=1))

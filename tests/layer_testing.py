@@ -14,7 +14,9 @@ and factory methods; the base class then runs
   where ``has_functional``);
 * ``test_channels_last``: channels-last feature maps give the output of contiguous ones (4-D inputs);
 * ``test_compile``: one ``torch.compile(fullgraph=True)`` per layer, forward and input gradients
-  against eager.
+  against eager;
+* ``test_compile_dynamic``: ``torch.compile(dynamic=True, fullgraph=True)`` over three input shapes
+  (:meth:`~BaseLayerTests.dynamic_inputs`), forward and input gradients against eager.
 
 Layer-specific tests (reference formulas, peer libraries, edge semantics) stay next to the class. A new
 layer needs little more than this::
@@ -30,7 +32,7 @@ layer needs little more than this::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import pytest
@@ -126,6 +128,25 @@ class BaseLayerTests:
     def compile_inputs(self) -> Sequence[tuple[Tensor, ...]]:
         """Input sets the compiled layer runs on (same shapes, so one compile serves them all)."""
         return (self.inputs(),)
+
+    def dynamic_inputs(self) -> Sequence[tuple[Tensor, ...]]:
+        """Three input sets of different shapes for ``test_compile_dynamic``.
+
+        By default :meth:`inputs` with another batch size and, for a feature map, another height and
+        width each time (sizes of at least 2, which Dynamo does not specialise); a layer of several
+        inputs overrides it.
+        """
+        inputs = self.inputs()
+        if len(inputs) != 1:
+            raise NotImplementedError(f"{type(self).__name__} must override dynamic_inputs")
+        (x,) = inputs
+        generator = torch.Generator().manual_seed(3)
+        sizes = ((2, 5, 6), (3, 7, 5), (4, 6, 9)) if x.dim() == 4 else ((2,), (3,), (5,))
+        input_sets = []
+        for batch, *spatial in sizes:
+            shape = (batch, *x.shape[1 : x.dim() - len(spatial)], *spatial)
+            input_sets.append((torch.randn(shape, generator=generator, dtype=x.dtype),))
+        return input_sets
 
     # ------------------------------------------------------------------------------------- helpers
     def twins(self, training: bool) -> tuple[nn.Module, nn.Module]:
@@ -229,8 +250,21 @@ class BaseLayerTests:
     def test_compile(self) -> None:
         torch._dynamo.reset()  # compiled code of other instances of the class must not count here
         reference, twin = self.twins(self.compile_training)
-        compiled = torch.compile(twin, fullgraph=True)
-        for inputs in self.compile_inputs():
+        self.assert_compiled_matches(reference, torch.compile(twin, fullgraph=True), self.compile_inputs())
+
+    def test_compile_dynamic(self) -> None:
+        torch._dynamo.reset()
+        reference, twin = self.twins(self.compile_training)
+        compiled = torch.compile(twin, dynamic=True, fullgraph=True)
+        input_sets = self.dynamic_inputs()
+        assert len({tuple(t.shape for t in inputs) for inputs in input_sets}) == 3, "three shapes"
+        self.assert_compiled_matches(reference, compiled, input_sets)
+
+    def assert_compiled_matches(
+        self, reference: nn.Module, compiled: Callable[..., Any], input_sets: Sequence[tuple[Tensor, ...]]
+    ) -> None:
+        """The compiled twin's outputs and input gradients equal eager ones on every input set."""
+        for inputs in input_sets:
             results = []
             for layer in (reference, compiled):
                 args = [t.clone().requires_grad_(t.is_floating_point()) for t in inputs]

@@ -21,6 +21,7 @@ PACKAGES = {"stadb_layers": ROOT / "stadb_layers", "stadb_reid": ROOT / "example
 #: Layer of each part of stadb_reid (its subpackage or top-level module); a higher one may import a lower one.
 LAYERS = {
     "errors": 0,
+    "printable": 0,
     "config": 1,
     "paper": 1,
     "data": 2,

@@ -465,6 +465,10 @@ class TestSoftMarginBatchHardTriplet(BaseLayerTests):
         poisoned[3, 1] = math.nan  # non-finite features propagate in the compiled form too
         return [(features, labels), (poisoned, labels)]
 
+    def dynamic_inputs(self) -> list[tuple[torch.Tensor, ...]]:
+        generator = torch.Generator().manual_seed(8)
+        return [(torch.randn(n, 4, generator=generator), torch.arange(n) % 4) for n in (9, 13, 21)]
+
     def bad_inputs(self) -> list[BadInput]:
         return [
             ((torch.randn(6), torch.zeros(6)), r"features must be a 2-D \(N, D\) tensor, got 1 dim"),

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from ..errors import ReIDError, ReIDWarning
+from ..printable import printable
 from .app import app, build_config, refuse_to_replace
 from .checkpoints import evaluate, export, extract, visualize
 from .info import info
@@ -43,17 +44,12 @@ __all__ = [
 ]
 
 
-def _one_line(message: str) -> str:
-    """``message`` with control characters escaped, so a name read from a file keeps it one line."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
-
-
 def _one_line_warnings(other: Callable[..., None]) -> Callable[..., None]:
     """A ``warnings.showwarning`` printing a :class:`ReIDWarning` as one line, others with ``other``."""
 
     def show(message: Warning | str, category: type[Warning], *details: Any) -> None:
         if issubclass(category, ReIDWarning):
-            typer.echo(f"warning: {_one_line(str(message))}", err=True)
+            typer.echo(f"warning: {printable(str(message))}", err=True)
         else:
             other(message, category, *details)
 
@@ -80,10 +76,10 @@ def _run() -> None:
             typer.echo(usage.ctx.get_help())
             raise SystemExit(0) from None
         where = f" (see {usage.ctx.command_path} --help)" if usage.ctx is not None else ""
-        typer.echo(f"error: {_one_line(usage.format_message())}{where}", err=True)
+        typer.echo(f"error: {printable(usage.format_message())}{where}", err=True)
         raise SystemExit(2) from None
     except ReIDError as error:
-        typer.echo(f"{error.label}: {_one_line(str(error))}", err=True)
+        typer.echo(f"{error.label}: {printable(str(error))}", err=True)  # a file name can hold ESC, \n
         raise SystemExit(error.exit_code) from None
     except typer.Abort:
         typer.echo("interrupted", err=True)

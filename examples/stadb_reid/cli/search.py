@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
+from ..printable import printable
 from .app import Overwrite, app, refuse_to_replace
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def index(
         progress=progress,
     )
     typer.echo(
-        f"{out}: {summary.total} images in {summary.chunks} chunks "
+        f"{printable(str(out))}: {summary.total} images in {summary.chunks} chunks "
         f"({summary.added} new, {summary.embedded} embedded now)"
     )
 
@@ -79,6 +80,7 @@ def search(
 ) -> None:
     """Print the TOP_K nearest gallery images of each query; write them as JSON and as an HTML page."""
     from ..commands import default_search_outputs, search_gallery
+    from ..commands.search import check_search_outputs
     from ..search import format_results
 
     if metric not in _METRICS:
@@ -87,6 +89,7 @@ def search(
         raise typer.BadParameter(f"expected exact or faiss, got {backend!r}", param_hint="--backend")
     default_json, default_html = default_search_outputs(index)
     json_path, html_path = out_json or default_json, out_html or default_html
+    check_search_outputs(index, json_path, html_path)  # before --overwrite can make a clash destructive
     refuse_to_replace([json_path], overwrite, "--out-json")
     refuse_to_replace([html_path], overwrite, "--out-html")
     results = search_gallery(
@@ -103,4 +106,4 @@ def search(
         batch_size=batch_size,
     )
     typer.echo(format_results(results))
-    typer.echo(f"wrote {json_path} and {html_path}")
+    typer.echo(f"wrote {printable(str(json_path))} and {printable(str(html_path))}")

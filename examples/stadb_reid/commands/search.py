@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from ..data import DatasetNotFoundError
-from ..errors import GalleryIndexError
+from ..errors import ConfigError, GalleryIndexError, ModelFolderError
 from ..inference import ReIDExtractor
+from ..model.folder import FOLDER_FILES
 from ..search import (
     DEFAULT_RERANK_POOL,
     Backend,
@@ -21,13 +25,55 @@ from ..search import (
 from ..search.faiss_backend import import_faiss
 from .extract import find_images
 
-__all__ = ["default_search_outputs", "search_gallery"]
+__all__ = ["check_search_outputs", "default_search_outputs", "search_gallery"]
 
 
 def default_search_outputs(index_dir: Path) -> tuple[Path, Path]:
     """``INDEX-search.json`` and ``INDEX-search.html`` beside the index folder ``INDEX``."""
     stem = index_dir.parent / f"{index_dir.name}-search"
     return stem.with_name(f"{stem.name}.json"), stem.with_name(f"{stem.name}.html")
+
+
+def check_search_outputs(
+    index_dir: Path, out_json: Path, out_html: Path, inputs: Iterable[str | Path] = ()
+) -> None:
+    """Refuse outputs that would overwrite each other, a file of the index, or an input of the search.
+
+    Paths are compared resolved (symbolic links followed, ``..`` removed), so another spelling of the
+    same file is caught too.
+
+    Args:
+        index_dir: The gallery index folder: no output may lie in it.
+        out_json: The JSON report.
+        out_html: The HTML page.
+        inputs: Resolved paths no output may be: the query and gallery images, the model's files.
+
+    Raises:
+        ConfigError: Naming the option and the path.
+    """
+    outputs = {"--out-json": out_json, "--out-html": out_html}
+    resolved = {option: path.resolve() for option, path in outputs.items()}
+    if resolved["--out-json"] == resolved["--out-html"]:
+        raise ConfigError(f"--out-json and --out-html name the same file {out_json}: give two paths")
+    index, taken = index_dir.resolve(), {str(path) for path in inputs}
+    for option, path in resolved.items():
+        if path == index or index in path.parents:
+            raise ConfigError(
+                f"{option} {outputs[option]} lies in the gallery index {index_dir}: write it elsewhere"
+            )
+        if str(path) in taken:
+            raise ConfigError(f"{option} {outputs[option]} is an input of the search: write it elsewhere")
+        if path.is_dir():
+            raise ConfigError(f"{option} {outputs[option]} is a folder: give a file name")
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # backslashreplace: an undecodable byte of a file name (a lone surrogate) has no UTF-8 form
+        path.write_text(text, encoding="utf-8", errors="backslashreplace")
+    except OSError as error:
+        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def _query_images(query: Path) -> list[Path]:
@@ -78,7 +124,9 @@ def search_gallery(
     Raises:
         GalleryIndexError: The index is missing, damaged or unfinished, its model folder is gone, or
             ``model_dir`` is another model (the message names both folders).
-        ConfigError: ``backend="faiss"`` without faiss installed.
+        ConfigError: ``backend="faiss"`` without faiss installed; an output is the other, lies in the
+            index folder or is an input (see :func:`check_search_outputs`), or cannot be written.
+        ModelFolderError: The model folder is refused, or gives a query a non-finite embedding.
         ReIDDataError: The query is missing, holds no image, or an image cannot be read.
     """
     index = GalleryIndex.open(index_dir)
@@ -91,9 +139,18 @@ def search_gallery(
         raise GalleryIndexError(
             f"the model folder {model} of gallery index {index_dir} is gone: pass --model DIR", index_dir
         )
+    model_files = [model.resolve() / name for name in FOLDER_FILES]
+    gallery = [record.path for record in index.records]
+    check_search_outputs(index_dir, out_json, out_html, [*queries, *gallery, *model_files])
     extractor = ReIDExtractor(model, device=device, batch_size=batch_size, flip=index.manifest.flip)
     index.check_model(model, extractor.fingerprint)
     embeddings = extractor(queries, normalize=True)
+    finite = np.isfinite(embeddings).all(axis=1)
+    if not finite.all():
+        raise ModelFolderError(
+            f"the model {model} gives the query {queries[int(np.argmin(finite))]} a non-finite embedding "
+            "(NaN or infinity)"
+        )
     results = search_index(
         index,
         embeddings,
@@ -114,12 +171,10 @@ def search_gallery(
         "rerank": rerank,
     }
     report = results_to_json(results, **settings)
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    _write(out_json, json.dumps(report, indent=1, allow_nan=False) + "\n")  # standard JSON only
     summary = (
         f"{len(results)} {'query' if len(results) == 1 else 'queries'} · gallery index {index_dir} "
         f"({len(index)} images) · model {model} · {metric}{', re-ranked' if rerank else ''} · top {top_k}"
     )
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text(render_page(results, title="Gallery search", settings=summary), encoding="utf-8")
+    _write(out_html, render_page(results, title="Gallery search", settings=summary))
     return results

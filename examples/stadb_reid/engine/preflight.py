@@ -4,20 +4,19 @@ Everything a run can know to be wrong before its first step is reported here, in
 config key, path or count at fault, instead of as a traceback hours later.
 """
 
-import dataclasses
 import math
 import os
 import tempfile
 from pathlib import Path
 
-from stadb_layers import CBAM
 from stadb_layers.checks import check_in_interval, check_int
 
-from ..config import CBAMConfig, Config, ConfigError, EpochMode, Variant, check_config_limits
+from ..config import Config, ConfigError, EpochMode, check_config_limits
 from ..data import ReIDDataset, available_datasets, check_images_open, cutout_side
 from ..errors import UnreadableImageError
 from ..evaluation import has_match_in_other_camera
-from ..model import PretrainedWeightsUnavailableError, check_backbone_name, check_pretrained_reachable
+from ..model import PretrainedWeightsUnavailableError, check_pretrained_reachable
+from ..model.config_checks import check_input_size, check_model_config
 from ..model.folder import FOLDER_FILES
 from .checkpoint import CHECKPOINT_NAME, previous_checkpoint_path
 
@@ -68,20 +67,6 @@ def _choice(value: str, key: str, choices: list[str]) -> None:
         raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
 
 
-def _resnet(name: str, key: str) -> None:
-    try:
-        check_backbone_name(name, key)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-
-
-def _cbam(options: CBAMConfig, key: str) -> None:
-    try:  # CBAM checks every option, so a tiny one checks them all
-        CBAM(8, **dataclasses.asdict(options))
-    except ValueError as error:
-        raise ConfigError(f"{key}.{error}") from None
-
-
 def validate_config(config: Config) -> Config:
     """Check every value of ``config`` (the schema only checks types); return it unchanged.
 
@@ -98,8 +83,7 @@ def validate_config(config: Config) -> Config:
     check_config_limits(config)  # first: a huge value must not reach the CBAM built below
     data, model, optim = config.data, config.model, config.optim
     _choice(data.dataset.lower(), "data.dataset", available_datasets())
-    _integer(data.height, "data.height", 16)
-    _integer(data.width, "data.width", 16)
+    check_input_size(data.height, data.width)
     _integer(data.num_identities, "data.num_identities", 2)
     _integer(data.num_instances, "data.num_instances", 1)
     _integer(data.num_workers, "data.num_workers", 0)
@@ -109,15 +93,7 @@ def validate_config(config: Config) -> Config:
     _number(data.cutout_prob, "data.cutout_prob", 0.0, 1.0)
     if data.cutout_size is not None:  # None: 1/6 of the height
         _integer(data.cutout_size, "data.cutout_size", 1)
-    _number(model.alpha, "model.alpha", 0.0, 1.0, low_closed=False)
-    _number(model.rho, "model.rho", 0.0, 1.0)
-    _resnet(model.backbone, "model.backbone")
-    _cbam(model.cbam, "model.cbam")
-    if not model.eval_attention and model.variant in (Variant.GLOBAL_ATTENTION, Variant.ATTENTION):
-        raise ConfigError(
-            f"model.eval_attention=false needs model.variant stadb: {Variant(model.variant).value} has no "
-            "drop branch to run at test time instead of the attention"
-        )
+    check_model_config(model)  # the rules a model folder's config.yaml obeys too
     if model.weights and not Path(model.weights).is_file():
         raise ConfigError(f"model.weights: file not found: {model.weights}")
     _integer(optim.epochs, "optim.epochs", 1)

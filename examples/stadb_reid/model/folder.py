@@ -47,6 +47,7 @@ from torch import nn
 from ..errors import ModelFolderError
 from .card import model_card
 from .folder_config import ModelFolderConfig, network_arguments
+from .footprint import check_footprint, measure_footprint
 from .hub import download_from_hub, is_repo_id
 
 if TYPE_CHECKING:
@@ -167,21 +168,55 @@ def _first_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, to
     return f"unexpected tensor {unexpected[0]!r}" if unexpected else None
 
 
+def _first_bad_value(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str | None:
+    """The first tensor of another kind of dtype (loading would cast it), or holding NaN or infinity."""
+    for name, tensor in expected.items():
+        value = found[name]
+        if value.is_floating_point() != tensor.is_floating_point() or value.is_complex():
+            return f"tensor {name!r} has dtype {value.dtype} in the file, {tensor.dtype} in the network"
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return f"tensor {name!r} holds NaN or infinite values"
+    return None
+
+
 def load_weights(network: nn.Module, path: Path) -> None:
     """Load a safetensors file into ``network``, refusing a file that does not fit it exactly.
 
     Raises:
         ModelFolderError: The file is missing or not safetensors (a pickle, say), or names the first
-            tensor the network lacks, the first it has that the file lacks, or the first of another shape.
+            tensor the network lacks, the first it has that the file lacks, the first of another shape,
+            the first of another kind of dtype (integer or bool weights, a float step counter), or the
+            first holding NaN or infinity.
     """
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as error:
         raise ModelFolderError(f"{path} is not a readable safetensors file: {error}") from error
-    problem = _first_mismatch(_tensors(network), tensors)
+    expected = _tensors(network)
+    problem = _first_mismatch(expected, tensors) or _first_bad_value(expected, tensors)
     if problem is not None:
         raise ModelFolderError(f"{path} does not fit the network of {CONFIG_NAME}: {problem}")
     network.load_state_dict(tensors, strict=False)
+
+
+def _check_network_size(build: Callable[[], nn.Module], config: ModelFolderConfig, path: Path) -> None:
+    """Refuse, before allocating, a network too large for memory or of another embedding size."""
+    what = f"the network of num_classes {config.num_classes} at {config.height} x {config.width}"
+    try:
+        footprint = measure_footprint(build, config.height, config.width)
+    except (ValueError, TypeError, RuntimeError) as error:  # sizes beyond int64 overflow even there
+        raise ModelFolderError(
+            f"{path}: {what} is too large to build ({str(error).splitlines()[0]})"
+        ) from None
+    try:
+        check_footprint(footprint, what)
+    except ValueError as error:
+        raise ModelFolderError(f"{path}: {error}") from None
+    if footprint.embedding_dim != config.embedding_dim:
+        raise ModelFolderError(
+            f"{path}: embedding_dim is {config.embedding_dim}, "
+            f"but its network gives {footprint.embedding_dim}"
+        )
 
 
 def load_model_folder(
@@ -200,19 +235,19 @@ def load_model_folder(
     Returns:
         ``(network, config)``.
 
+    Before anything is allocated, the network is measured on the meta device: one too large for
+    memory (see :mod:`~stadb_reid.model.footprint`), or whose embedding size differs from the
+    config's, is refused.
+
     Raises:
         ModelFolderError: See :func:`resolve_model_folder`, :func:`read_model_config` and
-            :func:`load_weights`.
+            :func:`load_weights`; also names a network too large or of another embedding size.
     """
     folder = resolve_model_folder(path_or_repo_id)
     config = read_model_config(folder)
     arguments = network_arguments(config.model_config(folder / CONFIG_NAME))
+    _check_network_size(lambda: network_class(config.num_classes, **arguments), config, folder / CONFIG_NAME)
     network = network_class(config.num_classes, **arguments)
-    if network.embedding_dim != config.embedding_dim:
-        raise ModelFolderError(
-            f"{folder / CONFIG_NAME}: embedding_dim is {config.embedding_dim}, but its network gives "
-            f"{network.embedding_dim}"
-        )
     load_weights(network, folder / WEIGHTS_NAME)
     network.eval()
     return (network if device is None else network.to(device)), config

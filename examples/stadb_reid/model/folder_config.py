@@ -9,6 +9,7 @@ informative only, see :func:`~stadb_reid.model.card.run_provenance`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,11 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from stadb_layers.checks import check_int
+
 from ..config import AttentionType, ModelConfig
-from ..errors import ModelFolderError
+from ..errors import ConfigError, ModelFolderError
+from .config_checks import check_input_size, check_model_config
 
 if TYPE_CHECKING:
     from .stadb import STADBNet
@@ -43,7 +47,20 @@ def _channels(data: Mapping[str, Any], key: str, path: Path) -> tuple[float, ...
     values = _entry(data, key, list, path)
     if len(values) != 3 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         raise ModelFolderError(f"{path}: {key} must be a list of 3 numbers, got {values}")
+    if not all(math.isfinite(v) for v in values):
+        raise ModelFolderError(f"{path}: {key} must hold finite numbers, got {values}")
     return tuple(float(v) for v in values)
+
+
+def _refuse_interpolation(value: object, key: str, path: Path) -> None:
+    """Refuse ``${...}`` anywhere in ``value``: OmegaConf would resolve it (``oc.env`` reads the env)."""
+    if isinstance(value, str) and "${" in value:
+        raise ModelFolderError(
+            f"{path}: {key} holds the interpolation {value!r}; a model folder's config is never resolved"
+        )
+    if isinstance(value, Mapping | list):
+        for name, item in value.items() if isinstance(value, Mapping) else enumerate(value):
+            _refuse_interpolation(item, f"{key}.{name}", path)
 
 
 @dataclass(frozen=True)
@@ -92,16 +109,26 @@ class ModelFolderConfig:
     def from_dict(cls, data: object, path: Path) -> ModelFolderConfig:
         """Check the parsed ``config.yaml`` at ``path`` and return its contents.
 
+        Every value is checked before anything is built: the ``model`` section against the training
+        config's rules (:mod:`~stadb_reid.model.config_checks`), the sizes, and finite normalisation
+        values. No interpolation is resolved: a ``${...}`` in ``num_classes``, ``embedding_dim``,
+        ``input`` or ``model`` is refused (``provenance`` is kept as written, for the card).
+
         Raises:
-            ModelFolderError: Another ``format``, a missing entry or one of the wrong type (names
-                ``path`` and the key).
+            ModelFolderError: Another ``format``, a missing entry, one of the wrong type or out of its
+                domain, or an interpolation (names ``path`` and the key).
         """
         if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
             found = data.get("format") if isinstance(data, dict) else None
             raise ModelFolderError(f"{path} has format {found!r}; this version reads {MODEL_FORMAT!r}")
+        for key in ("num_classes", "embedding_dim", "input", "model"):
+            _refuse_interpolation(data.get(key), key, path)
         std = _channels(data, "input.std", path)
         if min(std) <= 0:
             raise ModelFolderError(f"{path}: input.std must be positive, got {list(std)}")
+        provenance = data.get("provenance") or {}
+        if not isinstance(provenance, dict):  # kept literally: the card shows it, nothing resolves it
+            raise ModelFolderError(f"{path}: provenance must be a mapping, got {provenance!r}")
         config = cls(
             num_classes=_entry(data, "num_classes", int, path),
             embedding_dim=_entry(data, "embedding_dim", int, path),
@@ -110,9 +137,16 @@ class ModelFolderConfig:
             mean=_channels(data, "input.mean", path),
             std=std,
             model=_entry(data, "model", dict, path),
-            provenance=data.get("provenance") or {},
+            provenance=provenance,
         )
-        config.model_config(path)  # an unknown key or a wrong type fails here, not when building
+        model = config.model_config(path)
+        try:
+            for value, key in ((config.num_classes, "num_classes"), (config.embedding_dim, "embedding_dim")):
+                check_int(value, key, 1)
+            check_input_size(config.height, config.width, ("input.height", "input.width"))
+            check_model_config(model)  # the training config's rules
+        except (ConfigError, ValueError) as error:
+            raise ModelFolderError(f"{path}: {error}") from None
         return config
 
     def model_config(self, path: Path | None = None) -> ModelConfig:

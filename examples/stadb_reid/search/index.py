@@ -61,6 +61,8 @@ __all__ = [
 #: Images per chunk file: the work a killed run can lose, and the granularity of resuming.
 DEFAULT_CHUNK_SIZE = 1024
 _CHUNK_RE = re.compile(r"^embeddings-(\d+)\.npy$")
+# What write_atomically leaves of an interrupted write: "." + the file's name + 8 tempfile characters.
+_TEMPORARY_RE = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$")
 _BATCH = 64  # images per extractor call, so the progress bar moves within a chunk
 
 
@@ -98,11 +100,29 @@ def is_index(folder: Path) -> bool:
 
 
 def remove_index(folder: Path) -> None:
-    """Delete the files an index consists of (chunks first, the manifest last), nothing else."""
+    """Delete the files the index wrote, and nothing else (a user's file in the folder stays).
+
+    These are the chunks its manifest lists, the temporary files of an interrupted write of a chunk
+    or of the manifest, then the manifest.
+
+    Raises:
+        GalleryIndexError: The manifest cannot be read, so the index's files cannot be told from others.
+    """
+    try:
+        manifest = IndexManifest.read(folder / MANIFEST_NAME)
+    except GalleryIndexError as error:
+        raise GalleryIndexError(
+            f"{error}; only the files an index lists are deleted: remove {folder} yourself or choose another "
+            "--out",
+            folder,
+        ) from None
+    chunks = {name for name, _ in manifest.chunks}
     for path in folder.iterdir():
-        if _CHUNK_RE.match(path.name) or (path.name.startswith(".") and path.name.endswith(".tmp")):
+        temporary = _TEMPORARY_RE.match(path.name)
+        written = temporary[1] if temporary else None
+        if path.name in chunks or written == MANIFEST_NAME or (written and _CHUNK_RE.match(written)):
             path.unlink()
-    (folder / MANIFEST_NAME).unlink(missing_ok=True)
+    (folder / MANIFEST_NAME).unlink()
 
 
 class GalleryIndex:
@@ -211,14 +231,21 @@ class GalleryIndex:
             raise ValueError(
                 f"expected {len(paths)} x {self.manifest.embedding_dim} embeddings, got {out.shape}"
             )
+        finite = np.isfinite(out).all(axis=1)
+        if not finite.all():
+            path = paths[int(np.argmin(finite))]
+            raise GalleryIndexError(
+                f"the model gives {path} a non-finite embedding (NaN or infinity); nothing of it was indexed",
+                path,
+            )
         return out
 
     def embeddings(self) -> list[npt.NDArray[np.float32]]:
         """The chunks, memory-mapped read-only, in row order.
 
         Raises:
-            GalleryIndexError: A chunk is missing (the index is unfinished) or does not hold the
-                rows and columns the manifest says.
+            GalleryIndexError: A chunk is missing (the index is unfinished), does not hold the rows
+                and columns the manifest says, or holds NaN or infinity.
         """
         missing = self.missing_chunks()
         if missing:
@@ -243,6 +270,8 @@ class GalleryIndex:
                 f"expected ({rows}, {self.manifest.embedding_dim}) float32",
                 path,
             )
+        if not np.isfinite(chunk).all():  # NaN distances would rank arbitrarily
+            raise GalleryIndexError(f"damaged gallery index chunk {path}: it holds NaN or infinity", path)
         embeddings: npt.NDArray[np.float32] = chunk
         return embeddings
 

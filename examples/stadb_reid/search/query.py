@@ -27,6 +27,7 @@ import numpy.typing as npt
 from stadb_layers.checks import check_positive_int
 
 from ..evaluation import k_reciprocal_rerank_features
+from ..printable import printable
 from .exact import Gallery, SearchMetric, exact_search
 from .faiss_backend import faiss_search
 from .index import GalleryIndex
@@ -192,7 +193,7 @@ def _labels(pid: int | None, camid: int | None) -> str:
 
 
 def format_results(results: Sequence[QueryResult]) -> str:
-    """The ranked matches as text, one line per match.
+    """The ranked matches as text, one line per match; control characters in paths are escaped.
 
     Examples:
         >>> m = Match(1, 7, "/g/0002_c2s1_000001_01.jpg", 0.25, 2, 1)
@@ -202,8 +203,9 @@ def format_results(results: Sequence[QueryResult]) -> str:
     """
     lines = []
     for result in results:
-        lines.append(f"{result.path}{_labels(result.pid, result.camid)}")
+        lines.append(f"{printable(result.path)}{_labels(result.pid, result.camid)}")
         lines += [
-            f"  {m.rank:>2}.  {m.distance:.4f}  {m.path}{_labels(m.pid, m.camid)}" for m in result.matches
+            f"  {m.rank:>2}.  {m.distance:.4f}  {printable(m.path)}{_labels(m.pid, m.camid)}"
+            for m in result.matches
         ]
     return "\n".join(lines)
