@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from .app import Overwrite, app, refuse_to_replace
+from .app import PRECISION_HELP, Overwrite, app, refuse_to_replace
 
 if TYPE_CHECKING:
     from ..search import AnnKind, SearchBackend, SearchMetric
@@ -24,6 +24,10 @@ def index(
     out: Annotated[Path, typer.Option(help="Index folder: created, or an index to finish and extend.")],
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
+    num_workers: Annotated[
+        int, typer.Option(min=0, help="Processes that decode and resize images (0: in this process).")
+    ] = 2,
     chunk_size: Annotated[
         int, typer.Option(min=1, help="Images per chunk file: the work a killed run can lose.")
     ] = 1024,
@@ -59,6 +63,9 @@ def index(
         flip=flip,
         chunk_size=chunk_size,
         ann=cast("AnnKind | None", ann),
+        precision=precision,
+        num_workers=num_workers,
+        on_extractor=lambda extractor: typer.echo(extractor.precision_description),
         overwrite=overwrite,
         progress=progress,
     )

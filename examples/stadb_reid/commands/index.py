@@ -7,10 +7,11 @@ finished index then gets (or brings up to date) its persisted ANN index, :mod:`s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import GalleryIndexError
-from ..inference import ReIDExtractor
+from ..inference import Precision, ReIDExtractor
 from ..search import (
     DEFAULT_CHUNK_SIZE,
     AnnKind,
@@ -25,6 +26,7 @@ from ..search import (
 )
 from ..search.faiss_backend import import_faiss
 from .extract import find_images
+from .streaming import StreamingEmbedder, pending_images
 
 __all__ = ["index_gallery"]
 
@@ -39,6 +41,9 @@ def index_gallery(
     flip: bool | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     ann: AnnKind | None = None,
+    precision: Precision | str = "auto",
+    num_workers: int = 2,
+    on_extractor: Callable[[ReIDExtractor], object] | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> tuple[IndexSummary, AnnSummary | None]:
@@ -60,6 +65,9 @@ def index_gallery(
         chunk_size: Images per chunk file (what a killed run can lose).
         ann: Build the persisted ANN index of this kind (another kind than the existing one is
             rebuilt from the stored embeddings); default: bring the existing one up to date, if any.
+        precision: How the network runs (:mod:`stadb_reid.inference.precision`); default ``auto``.
+        num_workers: Processes that decode and resize the images (0: this process).
+        on_extractor: Called with the extractor once it is built (e.g. to print its precision).
         overwrite: Replace an existing index instead of extending it.
         progress: Show a tqdm progress bar.
 
@@ -82,16 +90,19 @@ def index_gallery(
     existing = GalleryIndex.open(out) if is_index(out) and not overwrite else None
     if flip is None:
         flip = existing.manifest.flip if existing is not None else False
-    extractor = ReIDExtractor(model_dir, device=device, batch_size=batch_size, flip=flip)
+    extractor = ReIDExtractor(model_dir, device=device, batch_size=batch_size, flip=flip, precision=precision)
+    if on_extractor is not None:
+        on_extractor(extractor)
     if existing is not None:
         existing.check_model(model_dir, extractor.fingerprint)
     elif is_index(out):
         remove_ann(out)
         remove_index(out)
+    streaming = StreamingEmbedder(extractor, lambda: pending_images(GalleryIndex.open(out)), num_workers)
     summary = build_index(
         out,
         paths,
-        extractor,
+        streaming,
         model_path=model_dir.resolve(),
         flip=flip,
         chunk_size=chunk_size,
