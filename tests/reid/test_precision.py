@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from stadb_reid.commands.streaming import StreamingEmbedder
 from stadb_reid.data.synthetic import render_person
 from stadb_reid.errors import ConfigError
 from stadb_reid.evaluation import evaluate_from_features
@@ -121,3 +122,16 @@ def test_auto_falls_back_to_fp32_when_the_probe_misses_parity(model, monkeypatch
 def test_onnx_on_cuda_is_refused(model) -> None:
     with pytest.raises(ConfigError, match="precision onnx runs on the CPU"):
         precision_module.build_runtime(model[0], "onnx", torch.device("cuda"), 32, 16, probe=torch.zeros)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_the_index_stream_gives_the_extractors_embeddings(model, tmp_path, workers: int) -> None:
+    paths = []
+    for pid in range(5):
+        paths.append(tmp_path / f"{pid:04d}_c1s1_000001_01.jpg")
+        render_person(pid, 0, height=HEIGHT * 2, width=WIDTH * 2).save(paths[-1])
+    extractor = ReIDExtractor(model[2], batch_size=2, precision="fp32")
+    expected = extractor(paths)
+    stream = StreamingEmbedder(extractor, lambda: paths, workers)
+    np.testing.assert_allclose(np.concatenate([stream(paths[:3]), stream(paths[3:])]), expected, atol=1e-6)
+    np.testing.assert_allclose(stream(paths[1:2]), expected[1:2], atol=1e-6)  # out of order: in-process

@@ -70,7 +70,7 @@ _FORMAT = "stadb-reid-ann"
 _VERSION = 1
 _FILE_RE = re.compile(r"^ann-(\d{8})\.faiss$")
 _ADD_ROWS = 65_536  # rows per faiss add call: bounds the float32 copy of memory-mapped chunks
-_TRAIN_PER_LIST = 64  # k-means sample: rows per inverted list (faiss warns below 39)
+_TRAIN_PER_LIST = 40  # k-means sample: rows per inverted list (faiss warns below 39)
 _HNSW_EF_SEARCH = 128
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -99,7 +100,7 @@ class Shards:
         anns = [AnnIndex.open(index) if use_ann else None for index in indexes]
         return cls(indexes, anns)
 
-    @property
+    @cached_property
     def records(self) -> list[ImageRecord]:
         """The images of every shard, in combined row order."""
         return [record for index in self.indexes for record in index.records]
@@ -112,6 +113,7 @@ class Shards:
         """``ann`` when every shard has an opened ANN index, else ``exact``."""
         return "ann" if all(a is not None for a in self.anns) else "exact"
 
+    @cached_property
     def chunks(self) -> list[npt.NDArray[np.float32]]:
         """Every shard's memory-mapped chunks, in combined row order."""
         return [chunk for index in self.indexes for chunk in index.embeddings()]
@@ -187,7 +189,7 @@ def search_shards(
     q = np.array(queries, dtype=np.float32, ndmin=2)
     if len(query_paths) != q.shape[0]:
         raise ValueError(f"got {q.shape[0]} query embeddings for {len(query_paths)} query paths")
-    chunks = shards.chunks()
+    chunks = shards.chunks
     if backend == "ann":
         candidates = shards.candidates(q, max(top_k, rerank_pool if rerank else shortlist))
         if rerank:  # the re-ranking sees the rerank_pool nearest of the union, as one index's would
