@@ -64,7 +64,8 @@ def timed(function: Callable[[], Any]) -> float:
 
 
 def rounds(cases: dict[str, Callable[[], Any]], count: int) -> dict[str, list[float]]:
-    names, out = list(cases), {name: [] for name in cases}
+    names = list(cases)
+    out: dict[str, list[float]] = {name: [] for name in cases}
     for r in range(count):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             out[name].append(timed(cases[name]))
@@ -75,8 +76,7 @@ def rounds(cases: dict[str, Callable[[], Any]], count: int) -> dict[str, list[fl
 def openvino_paths(network: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], Any]]:
     if importlib.util.find_spec("openvino") is None:
         return {}
-    import openvino as ov
-
+    ov: Any = importlib.import_module("openvino")
     core = ov.Core()
     converted = ov.convert_model(network, example_input=x)
     paths: dict[str, Callable[[], Any]] = {}
@@ -84,9 +84,12 @@ def openvino_paths(network: torch.nn.Module, x: torch.Tensor) -> dict[str, Calla
         compiled = core.compile_model(
             converted, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "THROUGHPUT"}
         )
-        request = compiled.create_infer_request()
-        paths[name] = lambda request=request: torch.from_numpy(request.infer([x.numpy()])[0].copy())
+        paths[name] = infer(compiled.create_infer_request(), x)
     return paths
+
+
+def infer(request: Any, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    return lambda: torch.from_numpy(request.infer([x.numpy()])[0].copy())
 
 
 def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -98,9 +101,12 @@ def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     channels_last = copy.deepcopy(network).to(memory_format=torch.channels_last)
     x_cl = normalised.contiguous(memory_format=torch.channels_last)
 
-    def eager(model: torch.nn.Module, batch: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    def eager(
+        model: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
-            return model(batch).float()
+            out: torch.Tensor = model(batch).float()
+        return out
 
     paths: dict[str, Callable[[], Any]] = {
         "fp32": lambda: extractors["fp32"]._run(normalised),

@@ -93,9 +93,7 @@ def test_auto_picks_the_fastest_path_this_machine_has(
     has = importlib.util.find_spec("onnxruntime") is not None
     if expected == "onnx" and not has:
         pytest.skip("onnxruntime is not installed")
-    monkeypatch.setattr(
-        precision_module.importlib.util, "find_spec", lambda name: object() if onnxruntime else None
-    )
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if onnxruntime else None)
     # The export is covered above; here an fp32 stand-in keeps the choice cheap to test.
     monkeypatch.setattr(
         precision_module,
