@@ -99,7 +99,10 @@ def search_gallery(
         raise GalleryIndexError(
             f"the model folder {model} of gallery index {index_dir} is gone: pass --model DIR", index_dir
         )
-    extractor = ReIDExtractor(model, device=device, batch_size=batch_size, flip=index.manifest.flip)
+    # fp32, the reference: a few queries do not repay an ONNX export, and the gallery's path has parity.
+    extractor = ReIDExtractor(
+        model, device=device, batch_size=batch_size, flip=index.manifest.flip, precision="fp32"
+    )
     index.check_model(model, extractor.fingerprint)
     embeddings = extractor(queries, normalize=True)
     results = search_shards(

@@ -171,4 +171,4 @@ def build_runtime(
     if cosine < PARITY_COSINE:
         why = f"{chosen} missed parity on the probe batch (cosine {cosine:.4f} < {PARITY_COSINE})"
         return Runtime("fp32", reference.run, why)
-    return Runtime(chosen, runtime.run, f"{reason}; probe cosine to fp32 >= {cosine:.4f}")
+    return Runtime(chosen, runtime.run, f"{reason}; smallest probe cosine to fp32 {cosine:.5f}")
