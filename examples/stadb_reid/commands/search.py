@@ -99,10 +99,7 @@ def search_gallery(
         raise GalleryIndexError(
             f"the model folder {model} of gallery index {index_dir} is gone: pass --model DIR", index_dir
         )
-    # fp32, the reference: a few queries do not repay an ONNX export, and the gallery's path has parity.
-    extractor = ReIDExtractor(
-        model, device=device, batch_size=batch_size, flip=index.manifest.flip, precision="fp32"
-    )
+    extractor = ReIDExtractor(model, device=device, batch_size=batch_size, flip=index.manifest.flip)
     index.check_model(model, extractor.fingerprint)
     embeddings = extractor(queries, normalize=True)
     results = search_shards(
