@@ -262,7 +262,14 @@ def test_extract_rows_follow_the_path_list(
     checkpoint, _ = trained
     out = tmp_path / "features" / "feats.npy"
     embeddings = extract_folder(
-        checkpoint, image_folder, out, batch_size=2, num_workers=0, flip=flip, progress=False
+        checkpoint,
+        image_folder,
+        out,
+        batch_size=2,
+        num_workers=0,
+        flip=flip,
+        precision="fp32",
+        progress=False,
     )
     assert embeddings.dtype == np.float32 and embeddings.shape == (len(FOLDER_IMAGES), 1536)
     np.testing.assert_array_equal(np.load(out), embeddings)

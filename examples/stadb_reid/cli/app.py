@@ -17,6 +17,7 @@ from ..config import (
 )
 
 __all__ = [
+    "PRECISION_HELP",
     "ConfigFiles",
     "Overwrite",
     "RecipeName",
@@ -106,3 +107,10 @@ def refuse_to_replace(paths: list[Path], overwrite: bool, option: str = "--out")
     existing = [path for path in paths if path.exists()]
     if existing and not overwrite:
         raise typer.BadParameter(f"{existing[0]} exists; pass --overwrite to replace it", param_hint=option)
+
+
+#: Help of ``--precision`` (extract, index).
+PRECISION_HELP = (
+    "auto (the fastest path with parity on this machine, named in the output), fp32, bf16, "
+    "or onnx (ONNX Runtime, CPU)."
+)

@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 
 from ..config import CONFIG_LIMITS, Overrides
-from .app import ConfigFiles, Overwrite, RecipeName, SetOverrides, app, build_config, refuse_to_replace
+from .app import (
+    PRECISION_HELP,
+    ConfigFiles,
+    Overwrite,
+    RecipeName,
+    SetOverrides,
+    app,
+    build_config,
+    refuse_to_replace,
+)
 
 __all__ = ["evaluate", "export", "extract", "visualize"]
 
@@ -162,6 +171,7 @@ def extract(
     flip: Annotated[
         bool | None, typer.Option("--flip/--no-flip", help="Average with flipped images.")
     ] = None,
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
     overwrite: Overwrite = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
@@ -185,6 +195,8 @@ def extract(
         batch_size=batch_size,
         num_workers=num_workers,
         flip=flip,
+        precision=precision,
+        on_extractor=lambda extractor: typer.echo(extractor.precision_description),
         progress=progress,
     )
     rows, dims = embeddings.shape

@@ -6,15 +6,16 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from ..printable import printable
-from .app import Overwrite, app, refuse_to_replace
+from .app import PRECISION_HELP, Overwrite, app, refuse_to_replace
 
 if TYPE_CHECKING:
-    from ..search import Backend, SearchMetric
+    from ..search import AnnKind, SearchBackend, SearchMetric
 
 __all__ = ["index", "search"]
 
 _METRICS = ("euclidean", "cosine")
-_BACKENDS = ("exact", "faiss")
+_BACKENDS = ("exact", "faiss", "ann")
+_ANN_KINDS = ("ivf-pq", "hnsw", "flat")
 
 
 @app.command()
@@ -24,12 +25,22 @@ def index(
     out: Annotated[Path, typer.Option(help="Index folder: created, or an index to finish and extend.")],
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
+    num_workers: Annotated[
+        int, typer.Option(min=0, help="Processes that decode and resize images (0: in this process).")
+    ] = 2,
     chunk_size: Annotated[
         int, typer.Option(min=1, help="Images per chunk file: the work a killed run can lose.")
     ] = 1024,
     flip: Annotated[
         bool | None,
         typer.Option("--flip/--no-flip", help="Average with flipped images; default: the index's, or no."),
+    ] = None,
+    ann: Annotated[
+        str | None,
+        typer.Option(
+            help="Persisted ANN index: ivf-pq, hnsw or flat (faiss); default: update the index's own, if any."
+        ),
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Delete the index at --out and build it afresh.")
@@ -42,7 +53,9 @@ def index(
     """
     from ..commands import index_gallery
 
-    summary = index_gallery(
+    if ann is not None and ann not in _ANN_KINDS:
+        raise typer.BadParameter(f"expected ivf-pq, hnsw or flat, got {ann!r}", param_hint="--ann")
+    summary, ann_summary = index_gallery(
         model,
         images,
         out,
@@ -50,6 +63,10 @@ def index(
         batch_size=batch_size,
         flip=flip,
         chunk_size=chunk_size,
+        ann=cast("AnnKind | None", ann),
+        precision=precision,
+        num_workers=num_workers,
+        on_extractor=lambda extractor: typer.echo(extractor.precision_description),
         overwrite=overwrite,
         progress=progress,
     )
@@ -57,18 +74,39 @@ def index(
         f"{printable(str(out))}: {summary.total} images in {summary.chunks} chunks "
         f"({summary.added} new, {summary.embedded} embedded now)"
     )
+    if ann_summary is not None:
+        plan = ann_summary.plan
+        done = "trained and built" if ann_summary.trained else f"{ann_summary.added} rows added"
+        per_image = ann_summary.bytes / max(ann_summary.rows, 1)
+        typer.echo(
+            f"ANN index {plan.kind} ({plan.factory}{f', nprobe {plan.nprobe}' if plan.nprobe else ''}): "
+            f"{ann_summary.rows} rows, {done}, {per_image:,.0f} bytes an image"
+        )
+        if plan.note:
+            typer.echo(f"note: {plan.note}")
 
 
 @app.command()
 def search(
-    index: Annotated[Path, typer.Option(help="Gallery index folder written by stadb-reid index.")],
+    index: Annotated[
+        list[Path],
+        typer.Option(
+            help="Gallery index folder written by stadb-reid index; repeat to search several as one."
+        ),
+    ],
     query: Annotated[Path, typer.Option(help="Query image, or a folder of them (searched recursively).")],
     top_k: Annotated[int, typer.Option(min=1, help="Matches per query.")] = 10,
     rerank: Annotated[
         bool, typer.Option("--rerank/--no-rerank", help="k-reciprocal re-ranking of the nearest 100.")
     ] = False,
     metric: Annotated[str, typer.Option(help="euclidean or cosine.")] = "euclidean",
-    backend: Annotated[str, typer.Option(help="exact (torch) or faiss (needs faiss-cpu).")] = "exact",
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="exact (torch), faiss (flat, built per call) or ann (the persisted ANN index); "
+            "default: ann where every index has one, else exact."
+        ),
+    ] = None,
     model: Annotated[
         Path | None, typer.Option(help="Model folder; default: the one the index was built with.")
     ] = None,
@@ -85,9 +123,9 @@ def search(
 
     if metric not in _METRICS:
         raise typer.BadParameter(f"expected euclidean or cosine, got {metric!r}", param_hint="--metric")
-    if backend not in _BACKENDS:
-        raise typer.BadParameter(f"expected exact or faiss, got {backend!r}", param_hint="--backend")
-    default_json, default_html = default_search_outputs(index)
+    if backend is not None and backend not in _BACKENDS:
+        raise typer.BadParameter(f"expected exact, faiss or ann, got {backend!r}", param_hint="--backend")
+    default_json, default_html = default_search_outputs(index[0])
     json_path, html_path = out_json or default_json, out_html or default_html
     check_search_outputs(index, json_path, html_path)  # before --overwrite can make a clash destructive
     refuse_to_replace([json_path], overwrite, "--out-json")
@@ -100,7 +138,7 @@ def search(
         model_dir=model,
         top_k=top_k,
         metric=cast("SearchMetric", metric),
-        backend=cast("Backend", backend),
+        backend=cast("SearchBackend | None", backend),
         rerank=rerank,
         device=device,
         batch_size=batch_size,

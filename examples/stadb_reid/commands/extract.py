@@ -9,7 +9,7 @@ load in worker processes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from ..data import (
     read_image,
 )
 from ..engine.build import resolve_device
-from ..inference import ReIDExtractor, trained_model_config
+from ..inference import Precision, ReIDExtractor, trained_model_config
 from ..model import STADBNet
 from ..model.folder import load_model_folder
 from .evaluate import load_trained_model
@@ -106,7 +106,7 @@ class _BatchesNamingBadImages:
 
 
 def _extractor(
-    model: Path, device: str | None, batch_size: int | None, flip: bool | None
+    model: Path, device: str | None, batch_size: int | None, flip: bool | None, precision: Precision | str
 ) -> tuple[ReIDExtractor, Config]:
     """The extractor of a model folder or checkpoint, and the config its defaults come from."""
     if model.is_dir():
@@ -123,6 +123,7 @@ def _extractor(
         device=resolve_device(config.device if device is None else device),
         batch_size=batch_size,
         flip=config.eval.flip if flip is None else flip,
+        precision=precision,
     )
     return extractor, config
 
@@ -136,6 +137,8 @@ def extract_folder(
     batch_size: int | None = None,
     num_workers: int | None = None,
     flip: bool | None = None,
+    precision: Precision | str = "auto",
+    on_extractor: Callable[[ReIDExtractor], object] | None = None,
     progress: bool = True,
 ) -> npt.NDArray[np.float32]:
     """Embed every image under ``images`` with a trained model and save the embeddings.
@@ -154,6 +157,8 @@ def extract_folder(
         num_workers: Loading processes; default: the config's ``data.num_workers`` (a folder: 4).
         flip: Average each embedding with that of the mirrored image; default: the config's
             ``eval.flip`` (a folder: off).
+        precision: How the network runs (:mod:`stadb_reid.inference.precision`); default ``auto``.
+        on_extractor: Called with the extractor once it is built (e.g. to print its precision).
         progress: Show a tqdm progress bar.
 
     Returns:
@@ -170,7 +175,9 @@ def extract_folder(
     if out.suffix != ".npy":
         raise ValueError(f"out must be a .npy file, got {out}")
     relative_paths = find_images(images)
-    extractor, config = _extractor(model, device, batch_size, flip)
+    extractor, config = _extractor(model, device, batch_size, flip, precision)
+    if on_extractor is not None:
+        on_extractor(extractor)
     num_workers = config.data.num_workers if num_workers is None else num_workers
     check_non_negative_int(num_workers, "num_workers")
     paths = [images / path for path in relative_paths]

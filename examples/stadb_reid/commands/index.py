@@ -1,17 +1,32 @@
 """Embedding a folder of gallery images into a search index, resumably and incrementally.
 
 The index records absolute image paths, so it can be searched from any working directory; see
-:mod:`stadb_reid.search.index` for its layout and for how a killed run resumes.
+:mod:`stadb_reid.search.index` for its layout and for how a killed run resumes. With ``ann``, the
+finished index then gets (or brings up to date) its persisted ANN index, :mod:`stadb_reid.search.ann`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import GalleryIndexError
-from ..inference import ReIDExtractor
-from ..search import DEFAULT_CHUNK_SIZE, GalleryIndex, IndexSummary, build_index, is_index, remove_index
+from ..inference import Precision, ReIDExtractor
+from ..search import (
+    DEFAULT_CHUNK_SIZE,
+    AnnKind,
+    AnnSummary,
+    GalleryIndex,
+    IndexSummary,
+    build_index,
+    is_index,
+    remove_ann,
+    remove_index,
+    update_ann,
+)
+from ..search.faiss_backend import import_faiss
 from .extract import find_images
+from .streaming import StreamingEmbedder, pending_images
 
 __all__ = ["index_gallery"]
 
@@ -25,9 +40,13 @@ def index_gallery(
     batch_size: int = 64,
     flip: bool | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ann: AnnKind | None = None,
+    precision: Precision | str = "auto",
+    num_workers: int = 2,
+    on_extractor: Callable[[ReIDExtractor], object] | None = None,
     overwrite: bool = False,
     progress: bool = True,
-) -> IndexSummary:
+) -> tuple[IndexSummary, AnnSummary | None]:
     """Build the index ``out`` of the images under ``images``, or finish and extend the one there.
 
     An existing index at ``out`` keeps its embeddings: the chunks a killed run did not finish are
@@ -44,11 +63,17 @@ def index_gallery(
         flip: Average each embedding with that of the mirrored image; default: the existing index's
             setting, or no.
         chunk_size: Images per chunk file (what a killed run can lose).
+        ann: Build the persisted ANN index of this kind (another kind than the existing one is
+            rebuilt from the stored embeddings); default: bring the existing one up to date, if any.
+        precision: How the network runs (:mod:`stadb_reid.inference.precision`); default ``auto``.
+        num_workers: Processes that decode and resize the images (0: this process).
+        on_extractor: Called with the extractor once it is built (e.g. to print its precision).
         overwrite: Replace an existing index instead of extending it.
         progress: Show a tqdm progress bar.
 
     Returns:
-        The :class:`~stadb_reid.search.IndexSummary` (images in the index, new, embedded now, chunks).
+        The :class:`~stadb_reid.search.IndexSummary` (images in the index, new, embedded now, chunks)
+        and the :class:`~stadb_reid.search.AnnSummary`, or ``None`` without an ANN index.
 
     Raises:
         DatasetNotFoundError: ``images`` is not a folder.
@@ -57,23 +82,30 @@ def index_gallery(
             ``flip`` setting, or damaged.
         ReIDError: The model folder is incomplete or an image cannot be read (the message names it).
     """
+    if ann is not None:
+        import_faiss()  # before the embedding, not after it
     paths = [(images / path).resolve() for path in find_images(images)]
     if out.exists() and not is_index(out) and (not out.is_dir() or any(out.iterdir())):
         raise GalleryIndexError(f"{out} exists and is not a gallery index: choose a new --out folder", out)
     existing = GalleryIndex.open(out) if is_index(out) and not overwrite else None
     if flip is None:
         flip = existing.manifest.flip if existing is not None else False
-    extractor = ReIDExtractor(model_dir, device=device, batch_size=batch_size, flip=flip)
+    extractor = ReIDExtractor(model_dir, device=device, batch_size=batch_size, flip=flip, precision=precision)
+    if on_extractor is not None:
+        on_extractor(extractor)
     if existing is not None:
         existing.check_model(model_dir, extractor.fingerprint)
     elif is_index(out):
+        remove_ann(out)
         remove_index(out)
-    return build_index(
+    streaming = StreamingEmbedder(extractor, lambda: pending_images(GalleryIndex.open(out)), num_workers)
+    summary = build_index(
         out,
         paths,
-        extractor,
+        streaming,
         model_path=model_dir.resolve(),
         flip=flip,
         chunk_size=chunk_size,
         progress=progress,
     )
+    return summary, update_ann(GalleryIndex.open(out), ann)

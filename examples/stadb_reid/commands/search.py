@@ -1,9 +1,12 @@
-"""Searching a gallery index with query images: ranked matches, a JSON report and an HTML page."""
+"""Searching gallery indexes with query images: ranked matches, a JSON report and an HTML page.
+
+Several index folders (of one model) are searched as one gallery (:mod:`stadb_reid.search.shards`).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +17,13 @@ from ..inference import ReIDExtractor
 from ..model.folder import FOLDER_FILES
 from ..search import (
     DEFAULT_RERANK_POOL,
-    Backend,
-    GalleryIndex,
     QueryResult,
+    SearchBackend,
     SearchMetric,
+    Shards,
     render_page,
     results_to_json,
-    search_index,
+    search_shards,
 )
 from ..search.faiss_backend import import_faiss
 from .extract import find_images
@@ -85,7 +88,7 @@ def _query_images(query: Path) -> list[Path]:
 
 
 def search_gallery(
-    index_dir: Path,
+    index_dirs: Path | Sequence[Path],
     query: Path,
     *,
     out_json: Path,
@@ -93,7 +96,7 @@ def search_gallery(
     model_dir: Path | None = None,
     top_k: int = 10,
     metric: SearchMetric = "euclidean",
-    backend: Backend = "exact",
+    backend: SearchBackend | None = None,
     rerank: bool = False,
     rerank_pool: int = DEFAULT_RERANK_POOL,
     device: str = "cpu",
@@ -105,14 +108,16 @@ def search_gallery(
     the same model) and its ``flip`` setting.
 
     Args:
-        index_dir: A gallery index written by :func:`~stadb_reid.commands.index_gallery`.
+        index_dirs: A gallery index written by :func:`~stadb_reid.commands.index_gallery`, or several
+            (of one model), searched as one gallery of their rows in this order.
         query: An image, or a folder searched recursively for images.
         out_json: The JSON report to write (settings and every query's matches).
         out_html: The self-contained HTML page to write.
         model_dir: The model folder; default: the one recorded in the index.
         top_k: Matches per query.
         metric: ``"euclidean"`` or ``"cosine"``.
-        backend: ``"exact"`` or ``"faiss"`` (needs faiss-cpu).
+        backend: ``"exact"``, ``"faiss"`` (needs faiss-cpu) or ``"ann"`` (the persisted ANN
+            indexes, memory-mapped); default: ``"ann"`` where every index has one, else ``"exact"``.
         rerank: Re-rank with k-reciprocal encoding (see :mod:`stadb_reid.search.query`).
         rerank_pool: Nearest images per query that the re-ranking reorders.
         device: ``cpu`` or ``cuda``.
@@ -129,19 +134,22 @@ def search_gallery(
         ModelFolderError: The model folder is refused, or gives a query a non-finite embedding.
         ReIDDataError: The query is missing, holds no image, or an image cannot be read.
     """
-    index = GalleryIndex.open(index_dir)
-    index.embeddings()  # refuses an unfinished or damaged index before the model is loaded
+    folders = [index_dirs] if isinstance(index_dirs, Path) else list(index_dirs)
+    shards = Shards.open(folders, ann=None if backend is None else backend == "ann")
+    backend = shards.backend if backend is None else backend
     if backend == "faiss":
         import_faiss()
     queries = _query_images(query)
+    index, index_dir = shards.indexes[0], folders[0]
     model = model_dir if model_dir is not None else Path(index.manifest.model_path)
     if model_dir is None and not model.is_dir():
         raise GalleryIndexError(
             f"the model folder {model} of gallery index {index_dir} is gone: pass --model DIR", index_dir
         )
     model_files = [model.resolve() / name for name in FOLDER_FILES]
-    gallery = [record.path for record in index.records]
-    check_search_outputs(index_dir, out_json, out_html, [*queries, *gallery, *model_files])
+    gallery = [record.path for shard in shards.indexes for record in shard.records]
+    for folder in folders:  # no output may lie in any of the indexes
+        check_search_outputs(folder, out_json, out_html, [*queries, *gallery, *model_files])
     extractor = ReIDExtractor(model, device=device, batch_size=batch_size, flip=index.manifest.flip)
     index.check_model(model, extractor.fingerprint)
     embeddings = extractor(queries, normalize=True)
@@ -151,8 +159,8 @@ def search_gallery(
             f"the model {model} gives the query {queries[int(np.argmin(finite))]} a non-finite embedding "
             "(NaN or infinity)"
         )
-    results = search_index(
-        index,
+    results = search_shards(
+        shards,
         embeddings,
         queries,
         top_k=top_k,
@@ -161,20 +169,24 @@ def search_gallery(
         rerank=rerank,
         rerank_pool=rerank_pool,
     )
+    ann = shards.anns[0]
     settings = {
-        "index": str(index_dir.resolve()),
+        "index": [str(f.resolve()) for f in folders] if len(folders) > 1 else str(index_dir.resolve()),
         "model": str(model.resolve()),
-        "gallery_size": len(index),
+        "gallery_size": len(shards),
         "metric": metric,
         "backend": backend,
+        "ann": None if backend != "ann" or ann is None else ann.meta["factory"],
         "top_k": top_k,
         "rerank": rerank,
     }
     report = results_to_json(results, **settings)
     _write(out_json, json.dumps(report, indent=1, allow_nan=False) + "\n")  # standard JSON only
+    where = f"gallery index {index_dir}" if len(folders) == 1 else f"{len(folders)} gallery indexes"
     summary = (
-        f"{len(results)} {'query' if len(results) == 1 else 'queries'} · gallery index {index_dir} "
-        f"({len(index)} images) · model {model} · {metric}{', re-ranked' if rerank else ''} · top {top_k}"
+        f"{len(results)} {'query' if len(results) == 1 else 'queries'} · {where} "
+        f"({len(shards)} images) · model {model} · {metric} · {backend}{', re-ranked' if rerank else ''} "
+        f"· top {top_k}"
     )
     _write(out_html, render_page(results, title="Gallery search", settings=summary))
     return results

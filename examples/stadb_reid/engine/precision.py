@@ -7,24 +7,12 @@ from dataclasses import dataclass
 import torch
 
 from ..config import AmpMode, ConfigError
+from ..inference.precision import cpu_has_native_bf16
 
 __all__ = ["AMP_MODES", "Precision", "cpu_has_native_bf16"]
 
 #: The accepted values of ``config.amp`` / ``--amp``.
 AMP_MODES = tuple(mode.value for mode in AmpMode)
-
-
-def cpu_has_native_bf16() -> bool | None:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); ``None`` where torch cannot tell.
-
-    Without it oneDNN emulates bf16, and bf16 autocast is far slower than fp32: on a 2-core AVX2 VM a
-    ResNet-50 step at 64 x 32, batch 64, took about 36 s in bf16 against 2 s in fp32.
-    """
-    get_capabilities = getattr(torch.cpu, "get_capabilities", None)
-    found = get_capabilities() if get_capabilities is not None else {}
-    if found.get("architecture") != "x86_64":
-        return None
-    return bool(found.get("avx512_bf16") or found.get("amx_bf16"))
 
 
 @dataclass(frozen=True)

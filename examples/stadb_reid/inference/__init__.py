@@ -6,6 +6,16 @@ preprocessing to images handed over in memory.
 """
 
 from .extractor import ImageInput, Preprocess, ReIDExtractor
+from .precision import PRECISIONS, Precision, cpu_has_native_bf16
 from .trained import save_trained_model, trained_model_config
 
-__all__ = ["ImageInput", "Preprocess", "ReIDExtractor", "save_trained_model", "trained_model_config"]
+__all__ = [
+    "PRECISIONS",
+    "ImageInput",
+    "Precision",
+    "Preprocess",
+    "ReIDExtractor",
+    "cpu_has_native_bf16",
+    "save_trained_model",
+    "trained_model_config",
+]

@@ -4,7 +4,7 @@
 folder of a training run) and applies the model's own preprocessing, so a caller only hands over
 images::
 
-    extractor = ReIDExtractor("outputs/market1501/model", device="cuda", amp="bf16")
+    extractor = ReIDExtractor("outputs/market1501/model", device="cuda")  # precision="auto": bf16 here
     embeddings = extractor(crops)  # crops: RGB arrays, PIL images or paths -> (N, D), L2-normalised
     similarity = embeddings @ gallery.T  # cosine similarity
 """
@@ -26,19 +26,19 @@ from torchvision.transforms import v2
 
 from stadb_layers.checks import check_positive_int
 
-from ..config import AmpMode
 from ..data import read_image
+from ..data.synthetic import render_person
 from ..errors import ConfigError
 from ..model import STADBNet
 from ..model.folder import load_model_folder, model_fingerprint
 from ..model.folder_config import ModelFolderConfig
+from .precision import Precision, build_runtime
 
 __all__ = ["ImageInput", "Preprocess", "ReIDExtractor"]
 
 #: One image: a PIL image, an ``(H, W, 3)`` uint8 RGB array, a file path, or a float ``(3, H, W)``
 #: tensor in [0, 1]; a float ``(N, 3, H, W)`` tensor or an ``(N, H, W, 3)`` uint8 array is a batch.
 ImageInput = Image.Image | npt.NDArray[np.uint8] | str | os.PathLike[str] | Tensor
-_AUTOCAST_DTYPES = {AmpMode.BF16: torch.bfloat16, AmpMode.FP16: torch.float16}
 
 
 class Preprocess:
@@ -100,17 +100,19 @@ class ReIDExtractor:
             :meth:`~stadb_reid.model.STADBNet.from_pretrained`).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         batch_size: Images per forward pass.
-        amp: ``"off"`` (float32), ``"bf16"`` or ``"fp16"`` (CUDA only) autocast.
+        precision: ``"auto"`` (the fastest path with parity on this machine), ``"fp32"``, ``"bf16"``
+            or ``"onnx"`` (ONNX Runtime, CPU); see :mod:`stadb_reid.inference.precision`.
         flip: Average each embedding with that of the mirrored image (as ``eval.flip``).
 
     Attributes:
         network: The eval-mode network, on ``device``.
+        precision: The path that runs (never ``auto``), and ``precision_reason`` why ``auto`` chose it.
         config: The folder's ``config.yaml``.
         preprocess: The per-image part of the preprocessing (resize, [0, 1] float tensor).
 
     Raises:
         ModelFolderError: The folder is missing, incomplete or does not fit its config.
-        ConfigError: ``device`` or ``amp`` is unusable here.
+        ConfigError: ``device`` or ``precision`` is unusable here.
 
     Examples:
         >>> import shutil, tempfile
@@ -123,7 +125,7 @@ class ReIDExtractor:
         >>> described = model_folder_config(network, config_to_dict(run), num_classes=4,
         ...                                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
         >>> folder = save_model_folder(Path(tempfile.mkdtemp()) / "model", network, described)
-        >>> extractor = ReIDExtractor(folder, batch_size=2)
+        >>> extractor = ReIDExtractor(folder, batch_size=2, precision="fp32")
         >>> crops = [np.zeros((100, 40, 3), np.uint8), Image.new("RGB", (30, 70))]
         >>> embeddings = extractor(crops)
         >>> embeddings.shape, embeddings.dtype, bool(np.allclose(np.linalg.norm(embeddings, axis=1), 1))
@@ -137,11 +139,11 @@ class ReIDExtractor:
         *,
         device: str | torch.device = "cpu",
         batch_size: int = 64,
-        amp: AmpMode | str = "off",
+        precision: Precision | str = "auto",
         flip: bool = False,
     ) -> None:
         network, config = load_model_folder(STADBNet, model_dir)
-        self._setup(network, config, device=device, batch_size=batch_size, amp=amp, flip=flip)
+        self._setup(network, config, device=device, batch_size=batch_size, precision=precision, flip=flip)
 
     @classmethod
     def from_network(
@@ -151,12 +153,14 @@ class ReIDExtractor:
         *,
         device: str | torch.device = "cpu",
         batch_size: int = 64,
-        amp: AmpMode | str = "off",
+        precision: Precision | str = "auto",
         flip: bool = False,
     ) -> ReIDExtractor:
         """An extractor of a network in memory, e.g. rebuilt from a checkpoint, described by ``config``."""
         extractor = cls.__new__(cls)
-        extractor._setup(network, config, device=device, batch_size=batch_size, amp=amp, flip=flip)
+        extractor._setup(
+            network, config, device=device, batch_size=batch_size, precision=precision, flip=flip
+        )
         return extractor
 
     def _setup(
@@ -166,17 +170,11 @@ class ReIDExtractor:
         *,
         device: str | torch.device,
         batch_size: int,
-        amp: AmpMode | str,
+        precision: Precision | str,
         flip: bool,
     ) -> None:
         check_positive_int(batch_size, "batch_size")
-        try:
-            self.amp = AmpMode(amp)
-        except ValueError:
-            raise ConfigError(f"amp must be one of off, bf16, fp16, got {amp!r}") from None
         self.device = _device(device)
-        if self.amp is AmpMode.FP16 and self.device.type != "cuda":
-            raise ConfigError("amp fp16 needs a CUDA device; use amp='bf16' on the CPU")
         self.network = network.eval().to(self.device)
         self.config = config
         self.batch_size = batch_size
@@ -184,6 +182,24 @@ class ReIDExtractor:
         self.preprocess = Preprocess(config.height, config.width)
         self._mean = torch.tensor(config.mean, device=self.device).view(-1, 1, 1)
         self._std = torch.tensor(config.std, device=self.device).view(-1, 1, 1)
+        runtime = build_runtime(
+            self.network, precision, self.device, config.height, config.width, probe=self._probe
+        )
+        self.precision, self.precision_reason, self._run = runtime.name, runtime.reason, runtime.run
+
+    def _probe(self) -> Tensor:
+        """A normalised batch of synthetic people at the model's input size (``auto``'s parity check)."""
+        people = [render_person(pid, pid % 2, image_seed=pid) for pid in range(8)]  # PIL, 128 x 64
+        return self._normalised(torch.stack([self._single(person) for person in people]))
+
+    def _normalised(self, batch: Tensor) -> Tensor:
+        return (batch.to(self.device, torch.float32) - self._mean) / self._std
+
+    @property
+    def precision_description(self) -> str:
+        """One line naming the precision that runs and, for ``auto``, why it was chosen."""
+        reason = f" (auto: {self.precision_reason})" if self.precision_reason else ""
+        return f"precision {self.precision}{reason}"
 
     @property
     def embedding_dim(self) -> int:
@@ -194,7 +210,7 @@ class ReIDExtractor:
     def fingerprint(self) -> str:
         """16 hex digits identifying the embeddings this extractor's model gives (weights and config).
 
-        A checkpoint and the folder exported from it share it. Extraction options (``flip``, ``amp``)
+        A checkpoint and the folder exported from it share it. Extraction options (``flip``, ``precision``)
         are not part of it.
         """
         return model_fingerprint(self.network, self.config)
@@ -280,13 +296,8 @@ class ReIDExtractor:
         return F.interpolate(batch.float(), size=self.preprocess.size, mode="bilinear", antialias=True)
 
     def _embed(self, batch: Tensor) -> Tensor:
-        dtype = _AUTOCAST_DTYPES.get(self.amp, torch.bfloat16)
-        with (
-            torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=dtype, enabled=self.amp is not AmpMode.OFF),
-        ):
-            x = (batch.to(self.device, torch.float32) - self._mean) / self._std
-            embeddings: Tensor = self.network(x).float()
-            if self.flip:
-                embeddings = (embeddings + self.network(x.flip(-1)).float()) / 2
+        x = self._normalised(batch)
+        embeddings = self._run(x)
+        if self.flip:
+            embeddings = (embeddings + self._run(x.flip(-1))) / 2
         return embeddings.cpu()

@@ -39,8 +39,10 @@ __all__ = [
     "Match",
     "QueryResult",
     "format_results",
+    "gather_rows",
     "nearest",
     "rerank_nearest",
+    "rerank_rows",
     "results_to_json",
     "search_index",
 ]
@@ -90,7 +92,7 @@ def nearest(
     raise ValueError(f"backend must be 'exact' or 'faiss', got {backend!r}")
 
 
-def _gather(gallery: Gallery, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+def gather_rows(gallery: Gallery, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
     """Gallery ``rows`` (sorted) as one float32 matrix, reading only the chunks that hold them."""
     chunks = [gallery] if isinstance(gallery, np.ndarray) else list(gallery)
     starts = np.cumsum([0] + [len(chunk) for chunk in chunks])
@@ -127,8 +129,20 @@ def rerank_nearest(
     check_positive_int(pool, "pool")
     q = np.array(queries, dtype=np.float32, ndmin=2)
     _, candidates = nearest(q, gallery, max(k, pool), metric=metric, backend=backend)
-    shortlist = np.unique(candidates)
-    distances = k_reciprocal_rerank_features(q, _gather(gallery, shortlist), metric=metric)
+    return rerank_rows(q, gallery, candidates, k, metric=metric)
+
+
+def rerank_rows(
+    queries: npt.NDArray[np.float32],
+    gallery: Gallery,
+    candidates: npt.NDArray[np.int64],
+    k: int,
+    *,
+    metric: SearchMetric = "euclidean",
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """The ``k`` best of the union of ``candidates`` (gallery rows; ``-1`` ignored) by re-ranked distance."""
+    shortlist = np.unique(candidates[candidates >= 0])
+    distances = k_reciprocal_rerank_features(queries, gather_rows(gallery, shortlist), metric=metric)
     order = np.argsort(distances, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(distances, order, axis=1), shortlist[order]
 

@@ -1,0 +1,273 @@
+"""Extraction speed of every precision path side by side, against the machine's own matmul rates.
+
+Parts (one process):
+
+* ``paths``: images/s of a random-weight ResNet-50 STADB network (the shapes and FLOPs of a trained
+  one) at ``--height x --width``, batch ``--batch-size``, for each path: ``fp32`` (eager, the
+  reference), ``fp32-cl`` (eager, channels-last), ``bf16-autocast`` (the old ``amp="bf16"``),
+  ``bf16`` and ``onnx`` (the extractor's own runtimes), ``compile`` (``torch.compile`` with
+  Inductor freezing, fp32; ``--compile``), ``openvino-fp32`` and ``openvino-bf16`` (when openvino is
+  installed). Rounds run every path once, in rotated order; medians of ``--rounds`` rounds. The same
+  run measures an fp32 and a bf16 ``torch.mm`` (``--matmul`` square) the same way, and the network's
+  FLOPs (``torch.utils.flop_counter``), so each path's GFLOP/s is also a share of both matmul rates.
+  Each path's minimum cosine similarity to fp32 on the batch is reported too.
+* ``index``: ``stadb-reid index`` (:func:`~stadb_reid.commands.index_gallery`, ``auto`` precision,
+  ``--workers`` decoding processes) of ``--images`` JPEG files against the same extractor on the
+  same images already decoded and resized in memory, interleaved.
+
+Usage::
+
+    .venv/bin/python benchmarks/extract.py [--rounds 3] [--compile] [--tiny]
+
+Writes ``extract.json`` to ``--out`` (default ``benchmarks/out/``) and prints the table.
+Results: ``benchmarks/RESULTS.md``, section "Extraction speed".
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from search import model_folder
+from threshold_drop import machine_description
+
+from stadb_reid.commands import index_gallery
+from stadb_reid.commands.extract import find_images
+from stadb_reid.commands.streaming import StreamingEmbedder, pending_images
+from stadb_reid.data.synthetic import render_person
+from stadb_reid.inference import ReIDExtractor, cpu_has_native_bf16
+from stadb_reid.search import GalleryIndex, build_index
+
+OUT_DIR = Path(__file__).resolve().parent / "out"
+
+
+def timed(function: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def rounds(cases: dict[str, Callable[[], Any]], count: int) -> dict[str, list[float]]:
+    names = list(cases)
+    out: dict[str, list[float]] = {name: [] for name in cases}
+    for r in range(count):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            out[name].append(timed(cases[name]))
+        print(f"  round {r + 1}/{count}: " + ", ".join(f"{n} {out[n][-1]:.2f} s" for n in names), flush=True)
+    return out
+
+
+def openvino_paths(network: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], Any]]:
+    if importlib.util.find_spec("openvino") is None:
+        return {}
+    ov: Any = importlib.import_module("openvino")
+    core = ov.Core()
+    converted = ov.convert_model(network, example_input=x)
+    paths: dict[str, Callable[[], Any]] = {}
+    for name, hint in (("openvino-fp32", "f32"), ("openvino-bf16", "bf16")):
+        compiled = core.compile_model(
+            converted, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "THROUGHPUT"}
+        )
+        paths[name] = infer(compiled.create_infer_request(), x)
+    return paths
+
+
+def infer(request: Any, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    return lambda: torch.from_numpy(request.infer([x.numpy()])[0].copy())
+
+
+def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    folder = model_folder(root, args.backbone, args.height, args.width)
+    x = torch.rand(args.batch_size, 3, args.height, args.width)
+    extractors = {name: ReIDExtractor(folder, precision=name) for name in ("fp32", "bf16", "onnx")}
+    network = extractors["fp32"].network
+    normalised = extractors["fp32"]._normalised(x)
+    channels_last = copy.deepcopy(network).to(memory_format=torch.channels_last)
+    x_cl = normalised.contiguous(memory_format=torch.channels_last)
+
+    def eager(
+        model: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+            out: torch.Tensor = model(batch).float()
+        return out
+
+    paths: dict[str, Callable[[], Any]] = {
+        "fp32": lambda: extractors["fp32"]._run(normalised),
+        "fp32-cl": lambda: eager(channels_last, x_cl),
+        "bf16-autocast": lambda: eager(channels_last, x_cl, torch.bfloat16),
+        "bf16": lambda: extractors["bf16"]._run(normalised),
+        "onnx": lambda: extractors["onnx"]._run(normalised),
+    }
+    if args.compile:
+        import torch._inductor.config as inductor
+
+        inductor.freezing = True
+        compiled = torch.compile(network)
+        paths["compile"] = lambda: eager(compiled, normalised)
+    paths.update(openvino_paths(network, normalised))
+    auto = ReIDExtractor(folder)
+    print(f"auto: {auto.precision_description}", flush=True)
+    with FlopCounterMode(display=False) as counter:
+        eager(network, normalised[:1])
+    flops_per_image = counter.get_total_flops()
+    reference = paths["fp32"]()
+    cosines = {}
+    for name, path in paths.items():  # also the warm-up (compilation, kernel choice)
+        cosines[name] = F.cosine_similarity(path().float(), reference, dim=1).min().item()
+    n = args.matmul
+    a32, b32 = torch.randn(n, n), torch.randn(n, n)
+    a16, b16 = a32.bfloat16(), b32.bfloat16()
+    cases: dict[str, Callable[[], Any]] = {
+        **paths,
+        "matmul-fp32": lambda: torch.mm(a32, b32),
+        "matmul-bf16": lambda: torch.mm(a16, b16),
+    }
+    cases["matmul-fp32"](), cases["matmul-bf16"]()
+    times = rounds(cases, args.rounds)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    rate32, rate16 = (2 * n**3 / median[f"matmul-{d}"] / 1e9 for d in ("fp32", "bf16"))
+    rows = {}
+    for name in paths:
+        gflops = args.batch_size * flops_per_image / median[name] / 1e9
+        rows[name] = {
+            "seconds": times[name],
+            "median_s": median[name],
+            "images_per_s": args.batch_size / median[name],
+            "vs_fp32": median["fp32"] / median[name],
+            "gflop_per_s": gflops,
+            "share_of_bf16_matmul": gflops / rate16,
+            "share_of_fp32_matmul": gflops / rate32,
+            "min_cosine_to_fp32": cosines[name],
+        }
+    return {
+        "paths": rows,
+        "auto": auto.precision_description,
+        "matmul": {
+            "n": n,
+            "fp32_gflop_per_s": rate32,
+            "bf16_gflop_per_s": rate16,
+            "seconds": {d: times[f"matmul-{d}"] for d in ("fp32", "bf16")},
+        },
+        "gflop_per_image": flops_per_image / 1e9,
+        "cpu_has_native_bf16": cpu_has_native_bf16(),
+        "settings": {k: getattr(args, k) for k in ("backbone", "height", "width", "batch_size", "rounds")},
+    }
+
+
+def bench_index(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    folder = model_folder(root / "index-model", args.backbone, args.height, args.width)
+    images = root / "gallery"
+    images.mkdir()
+    for i in range(args.images):  # camera-sized crops, decoded and resized by the index command
+        person = render_person(i % 50, i % 6, image_seed=i, height=2 * args.height, width=2 * args.width)
+        person.save(images / f"{i % 50:04d}_c{1 + i % 6}s1_{i:06d}_01.jpg", quality=90)
+    extractor = ReIDExtractor(folder, batch_size=args.batch_size)
+    paths = sorted(images.iterdir())
+    tensors = torch.stack([extractor._single(p) for p in paths])  # decoded and resized beforehand
+    counter = iter(range(10**6))
+
+    def index() -> None:  # what index_gallery runs once the extractor is built
+        out = root / f"index-{next(counter)}"
+        found = [images / path for path in find_images(images)]
+        embedder = StreamingEmbedder(extractor, lambda: pending_images(GalleryIndex.open(out)), args.workers)
+        build_index(out, found, embedder, model_path=folder, progress=False)
+        shutil.rmtree(out)
+
+    startup = timed(
+        lambda: index_gallery(folder, images, root / "index-cli", num_workers=args.workers, progress=False)
+    )
+    index()  # warm-up
+    times = rounds({"index": index, "extractor-on-tensors": lambda: extractor(tensors)}, args.rounds)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    return {
+        "precision": extractor.precision_description,
+        "images": args.images,
+        "workers": args.workers,
+        "seconds": times,
+        "images_per_s": {name: args.images / m for name, m in median.items()},
+        "index_vs_extractor": median["extractor-on-tensors"] / median["index"],
+        "index_gallery_once_s": startup,
+    }
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [
+        "| path | images/s | vs fp32 | GFLOP/s | share of bf16 matmul | share of fp32 matmul | min cosine |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in report["paths"]["paths"].items():
+        lines.append(
+            f"| {name} | {row['images_per_s']:.2f} | {row['vs_fp32']:.2f}x | {row['gflop_per_s']:.0f} "
+            f"| {100 * row['share_of_bf16_matmul']:.0f} % | {100 * row['share_of_fp32_matmul']:.0f} % "
+            f"| {row['min_cosine_to_fp32']:.5f} |"
+        )
+    m = report["paths"]["matmul"]
+    lines.append(
+        f"\nmatmul {m['n']}: fp32 {m['fp32_gflop_per_s']:.0f} GFLOP/s, bf16 {m['bf16_gflop_per_s']:.0f}"
+    )
+    lines.append(f"auto: {report['paths']['auto']}")
+    if "index" in report:
+        rates = report["index"]["images_per_s"]
+        lines.append(
+            f"index {rates['index']:.2f} images/s vs extractor on tensors "
+            f"{rates['extractor-on-tensors']:.2f} ({100 * report['index']['index_vs_extractor']:.0f} %)"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--height", type=int, default=384)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--matmul", type=int, default=2048, help="side of the square matmuls")
+    parser.add_argument(
+        "--compile", action="store_true", help="also torch.compile with freezing (slow to build)"
+    )
+    parser.add_argument("--images", type=int, default=64, help="images of the index part")
+    parser.add_argument("--workers", type=int, default=2, help="decoding processes of the index part")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: paths,index")
+    parser.add_argument("--tiny", action="store_true", help="a smoke run: ResNet-18 at 64 x 32, batch 4")
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
+    args = parser.parse_args()
+    if args.tiny:
+        args.backbone, args.height, args.width, args.batch_size, args.images = "resnet18", 64, 32, 4, 8
+        args.rounds, args.matmul = 2, 256
+    skip = set(filter(None, args.skip.split(",")))
+    report: dict[str, Any] = {"machine": machine_description(), "command": " ".join(["python", *sys.argv])}
+    with tempfile.TemporaryDirectory(prefix="extract-bench-") as tmp:
+        if "paths" not in skip:
+            report["paths"] = bench_paths(args, Path(tmp))
+        if "index" not in skip:
+            report["index"] = bench_index(args, Path(tmp))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "extract.json").write_text(json.dumps(report, indent=2))
+    if "paths" in report:
+        print(table(report))
+    elif "index" in report:
+        print(json.dumps(report["index"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

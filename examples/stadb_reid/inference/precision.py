@@ -1,0 +1,176 @@
+"""How the extractor's network runs: ``fp32``, ``bf16``, ``onnx`` (ONNX Runtime), or ``auto``.
+
+* ``fp32``: the eager network in float32, the reference every other path is checked against.
+* ``bf16``: the weights converted to bfloat16 once, channels-last memory, bfloat16 activations; the
+  embeddings come back as float32. Fast only where the hardware computes bf16 (AVX512-BF16 or AMX on
+  x86, CUDA GPUs from Ampere on); elsewhere oneDNN emulates it and it is several times slower.
+* ``onnx``: the eval-mode network exported once per process with ``torch.onnx.export`` (dynamo) and
+  run by ONNX Runtime in float32 (graph optimisations on, the process's torch thread count): 2.15x
+  fp32 eager on a 2-core Xeon in issue 26's measurement. ``benchmarks/extract.py`` measures it
+  against ``torch.compile(freezing)`` and OpenVINO side by side.
+* ``auto`` (the default): on CUDA ``bf16`` where the GPU supports it; on a CPU ``bf16`` where it has
+  native bf16, else ``fp32``. Never ``onnx``: its export takes tens of seconds in every process, which
+  a large ``index`` run earns back but a ``search`` of a few queries does not; ask for it by name.
+  The choice is then checked on a probe batch of synthetic people at the model's input size: an
+  embedding whose cosine similarity to fp32 is under :data:`PARITY_COSINE` makes ``auto`` fall back
+  to ``fp32``.
+  :attr:`ReIDExtractor.precision` names what was chosen and why.
+
+int8 is not offered: see ``benchmarks/RESULTS.md`` ("Extraction speed").
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+
+__all__ = ["PARITY_COSINE", "PRECISIONS", "Precision", "Runtime", "build_runtime", "cpu_has_native_bf16"]
+
+Precision = Literal["auto", "fp32", "bf16", "onnx"]
+"""A precision choice of :class:`~stadb_reid.inference.ReIDExtractor`; see the module docstring."""
+
+PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16", "onnx")
+#: Smallest cosine similarity to fp32 an embedding of ``auto``'s probe batch may have.
+PARITY_COSINE = 0.999
+
+
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); ``None`` where torch cannot tell.
+
+    Without it oneDNN emulates bf16, and bf16 autocast is far slower than fp32: on a 2-core AVX2 VM a
+    ResNet-50 step at 64 x 32, batch 64, took about 36 s in bf16 against 2 s in fp32.
+    """
+    get_capabilities = getattr(torch.cpu, "get_capabilities", None)
+    found = get_capabilities() if get_capabilities is not None else {}
+    if found.get("architecture") != "x86_64":
+        return None
+    return bool(found.get("avx512_bf16") or found.get("amx_bf16"))
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A way to run the network: ``run`` maps a normalised float32 batch to float32 embeddings.
+
+    Attributes:
+        name: ``fp32``, ``bf16`` or ``onnx``.
+        reason: Why ``auto`` chose it (empty when it was asked for).
+    """
+
+    name: str
+    run: Callable[[Tensor], Tensor]
+    reason: str = ""
+
+
+def _eager(network: nn.Module) -> Runtime:
+    def run(x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            embeddings: Tensor = network(x).float()
+        return embeddings
+
+    return Runtime("fp32", run)
+
+
+def _bf16(network: nn.Module, device: torch.device) -> Runtime:
+    low = copy.deepcopy(network).to(dtype=torch.bfloat16)
+    channels_last = device.type == "cpu"
+    if channels_last:
+        low = low.to(memory_format=torch.channels_last)
+
+    def run(x: Tensor) -> Tensor:
+        x = x.to(torch.bfloat16)
+        with torch.inference_mode():
+            embeddings: Tensor = low(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
+        return embeddings.float()
+
+    return Runtime("bf16", run)
+
+
+def _onnx(network: nn.Module, height: int, width: int) -> Runtime:
+    try:
+        ort = importlib.import_module("onnxruntime")
+    except ImportError:
+        raise ConfigError("precision onnx needs onnxruntime: pip install onnxruntime") from None
+    example = torch.zeros(2, 3, height, width)
+    program = torch.onnx.export(
+        network,
+        (example,),
+        dynamo=True,
+        input_names=["images"],
+        output_names=["embeddings"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        verbose=False,
+    )
+    assert program is not None  # returned when no file name is given
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(
+        program.model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+    def run(x: Tensor) -> Tensor:
+        (out,) = session.run(["embeddings"], {"images": x.detach().cpu().float().contiguous().numpy()})
+        return torch.from_numpy(out)
+
+    return Runtime("onnx", run)
+
+
+def _auto_choice(device: torch.device) -> tuple[Precision, str]:
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "a CUDA GPU with bf16"
+        return "fp32", "a CUDA GPU without bf16"
+    if cpu_has_native_bf16():
+        return "bf16", "the CPU has native bf16 (AVX512-BF16 or AMX)"
+    # not onnx: its export costs tens of seconds per process, more than a search of a few queries
+    return "fp32", "no native bf16 on this CPU (--precision onnx pays off for large galleries)"
+
+
+def build_runtime(
+    network: nn.Module,
+    precision: Precision | str,
+    device: torch.device,
+    height: int,
+    width: int,
+    probe: Callable[[], Tensor],
+) -> Runtime:
+    """The runtime of ``precision`` for the eval-mode ``network`` on ``device``.
+
+    Args:
+        network: The eval-mode network, on ``device`` (kept as the fp32 path).
+        precision: One of :data:`PRECISIONS`.
+        device: Where it runs.
+        height: Input height (the ONNX export's example).
+        width: Input width.
+        probe: A normalised batch on ``device`` on which ``auto`` checks parity with fp32.
+
+    Raises:
+        ConfigError: An unknown ``precision``, ``onnx`` on CUDA or without onnxruntime.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "onnx" and device.type != "cpu":
+        raise ConfigError("precision onnx runs on the CPU (ONNX Runtime's CPU provider); use bf16 on CUDA")
+    chosen, reason = _auto_choice(device) if precision == "auto" else (precision, "")
+    reference = _eager(network)
+    if chosen == "fp32":
+        return Runtime("fp32", reference.run, reason)
+    runtime = _bf16(network, device) if chosen == "bf16" else _onnx(network, height, width)
+    if precision != "auto":
+        return runtime
+    x = probe()
+    cosine = F.cosine_similarity(runtime.run(x), reference.run(x), dim=1).min().item()
+    if cosine < PARITY_COSINE:
+        why = f"{chosen} missed parity on the probe batch (cosine {cosine:.4f} < {PARITY_COSINE})"
+        return Runtime("fp32", reference.run, why)
+    return Runtime(chosen, runtime.run, f"{reason}; smallest probe cosine to fp32 {cosine:.5f}")

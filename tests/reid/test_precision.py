@@ -1,0 +1,123 @@
+"""Extractor precision paths against fp32: cosines and rank metrics on a labelled set; auto's choice.
+
+The labelled set is synthetic people (8 identities, 2 cameras, 2 images each) through the tiny
+ResNet-18 STADB network of the extractor tests; parity is checked as the issue states it on real data:
+every cosine >= 0.999, rank-1 and mAP within 0.3 points of fp32.
+"""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from stadb_reid.commands.streaming import StreamingEmbedder
+from stadb_reid.data.synthetic import render_person
+from stadb_reid.errors import ConfigError
+from stadb_reid.evaluation import evaluate_from_features
+from stadb_reid.inference import ReIDExtractor
+from stadb_reid.inference import precision as precision_module
+
+from .test_export import HEIGHT, WIDTH, tiny_config
+from .test_model_folder import tiny_network, write_folder
+
+needs_onnxruntime = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime is not installed"
+)
+PATHS = ["fp32", "bf16", pytest.param("onnx", marks=needs_onnxruntime)]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("precision")
+    config = tiny_config(root)
+    network = tiny_network(config, seed=2)
+    return network, config, write_folder(root / "model", network, config)
+
+
+@pytest.fixture(scope="module")
+def people() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    images, pids, cameras = [], [], []
+    for pid in range(8):
+        for camera in range(2):
+            for shot in range(2):
+                person = render_person(
+                    pid, camera, image_seed=10 * pid + shot, height=HEIGHT * 2, width=WIDTH * 2
+                )
+                images.append(np.asarray(person))
+                pids.append(pid)
+                cameras.append(camera)
+    return images, np.array(pids), np.array(cameras)
+
+
+def rank(embeddings: np.ndarray, pids: np.ndarray, cameras: np.ndarray) -> tuple[float, float]:
+    query = np.arange(len(pids)) % 4 == 0  # one image per identity and camera
+    metrics = evaluate_from_features(
+        embeddings[query],
+        embeddings[~query],
+        pids[query],
+        pids[~query],
+        cameras[query],
+        cameras[~query],
+        max_rank=1,
+    )
+    return 100 * float(metrics.cmc[0]), 100 * metrics.mean_ap  # points
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_path_keeps_parity_with_fp32(model, people, path: str) -> None:
+    images, pids, cameras = people
+    reference = ReIDExtractor(model[2], precision="fp32")(images)
+    extractor = ReIDExtractor(model[2], precision=path, batch_size=5)
+    assert extractor.precision == path and extractor.precision_description == f"precision {path}"
+    found = extractor(images)
+    assert found.dtype == np.float32 and found.shape == reference.shape
+    cosine = (found * reference).sum(axis=1)  # both L2-normalised
+    assert cosine.min() >= 0.999
+    (rank1, ap), (rank1_ref, ap_ref) = rank(found, pids, cameras), rank(reference, pids, cameras)
+    assert abs(rank1 - rank1_ref) <= 0.3 and abs(ap - ap_ref) <= 0.3
+
+
+@pytest.mark.parametrize(("native_bf16", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_auto_picks_bf16_only_on_native_bf16_and_never_onnx(
+    model, monkeypatch, native_bf16: bool, expected: str
+) -> None:
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: native_bf16)
+
+    def no_export(*_: object) -> None:
+        raise AssertionError("auto exported to ONNX")
+
+    monkeypatch.setattr(precision_module, "_onnx", no_export)
+    extractor = ReIDExtractor(model[2])
+    assert extractor.precision == expected
+    assert extractor.precision_description.startswith(f"precision {expected} (auto: ")
+
+
+def test_auto_falls_back_to_fp32_when_the_probe_misses_parity(model, monkeypatch) -> None:
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(
+        precision_module,
+        "_bf16",
+        lambda network, device: precision_module.Runtime("bf16", lambda x: torch.randn(x.shape[0], 1536)),
+    )
+    extractor = ReIDExtractor(model[2])
+    assert extractor.precision == "fp32"
+    assert "bf16 missed parity on the probe batch" in extractor.precision_description
+
+
+def test_onnx_on_cuda_is_refused(model) -> None:
+    with pytest.raises(ConfigError, match="precision onnx runs on the CPU"):
+        precision_module.build_runtime(model[0], "onnx", torch.device("cuda"), 32, 16, probe=torch.zeros)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_the_index_stream_gives_the_extractors_embeddings(model, tmp_path, workers: int) -> None:
+    paths = []
+    for pid in range(5):
+        paths.append(tmp_path / f"{pid:04d}_c1s1_000001_01.jpg")
+        render_person(pid, 0, height=HEIGHT * 2, width=WIDTH * 2).save(paths[-1])
+    extractor = ReIDExtractor(model[2], batch_size=2, precision="fp32")
+    expected = extractor(paths)
+    stream = StreamingEmbedder(extractor, lambda: paths, workers)
+    np.testing.assert_allclose(np.concatenate([stream(paths[:3]), stream(paths[3:])]), expected, atol=1e-6)
+    np.testing.assert_allclose(stream(paths[1:2]), expected[1:2], atol=1e-6)  # out of order: in-process
