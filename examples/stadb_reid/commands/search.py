@@ -38,7 +38,7 @@ def default_search_outputs(index_dir: Path) -> tuple[Path, Path]:
 
 
 def check_search_outputs(
-    index_dir: Path, out_json: Path, out_html: Path, inputs: Iterable[str | Path] = ()
+    index_dirs: Path | Sequence[Path], out_json: Path, out_html: Path, inputs: Iterable[str | Path] = ()
 ) -> None:
     """Refuse outputs that would overwrite each other, a file of the index, or an input of the search.
 
@@ -46,7 +46,7 @@ def check_search_outputs(
     same file is caught too.
 
     Args:
-        index_dir: The gallery index folder: no output may lie in it.
+        index_dirs: The gallery index folder, or several: no output may lie in any of them.
         out_json: The JSON report.
         out_html: The HTML page.
         inputs: Resolved paths no output may be: the query and gallery images, the model's files.
@@ -58,12 +58,14 @@ def check_search_outputs(
     resolved = {option: path.resolve() for option, path in outputs.items()}
     if resolved["--out-json"] == resolved["--out-html"]:
         raise ConfigError(f"--out-json and --out-html name the same file {out_json}: give two paths")
-    index, taken = index_dir.resolve(), {str(path) for path in inputs}
+    folders = [index_dirs] if isinstance(index_dirs, Path) else list(index_dirs)
+    taken = {str(path) for path in inputs}
     for option, path in resolved.items():
-        if path == index or index in path.parents:
-            raise ConfigError(
-                f"{option} {outputs[option]} lies in the gallery index {index_dir}: write it elsewhere"
-            )
+        for folder in folders:
+            if path == folder.resolve() or folder.resolve() in path.parents:
+                raise ConfigError(
+                    f"{option} {outputs[option]} lies in the gallery index {folder}: write it elsewhere"
+                )
         if str(path) in taken:
             raise ConfigError(f"{option} {outputs[option]} is an input of the search: write it elsewhere")
         if path.is_dir():
@@ -148,8 +150,7 @@ def search_gallery(
         )
     model_files = [model.resolve() / name for name in FOLDER_FILES]
     gallery = [record.path for shard in shards.indexes for record in shard.records]
-    for folder in folders:  # no output may lie in any of the indexes
-        check_search_outputs(folder, out_json, out_html, [*queries, *gallery, *model_files])
+    check_search_outputs(folders, out_json, out_html, [*queries, *gallery, *model_files])
     extractor = ReIDExtractor(model, device=device, batch_size=batch_size, flip=index.manifest.flip)
     index.check_model(model, extractor.fingerprint)
     embeddings = extractor(queries, normalize=True)

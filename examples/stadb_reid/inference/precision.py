@@ -170,7 +170,7 @@ def build_runtime(
         return runtime
     x = probe()
     cosine = F.cosine_similarity(runtime.run(x), reference.run(x), dim=1).min().item()
-    if cosine < PARITY_COSINE:
+    if not cosine >= PARITY_COSINE:  # a NaN cosine misses parity too
         why = f"{chosen} missed parity on the probe batch (cosine {cosine:.4f} < {PARITY_COSINE})"
         return Runtime("fp32", reference.run, why)
     return Runtime(chosen, runtime.run, f"{reason}; smallest probe cosine to fp32 {cosine:.5f}")
