@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from threshold_drop import machine_description
 
 from stadb_reid.commands.evaluate import load_trained_model
+from stadb_reid.config import Overrides
 from stadb_reid.data.datasets import dataset_from_config
 from stadb_reid.evaluation import evaluate_from_features
 from stadb_reid.inference import ReIDExtractor, trained_model_config
@@ -46,7 +47,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     args = parser.parse_args()
-    network, config, state = load_trained_model(args.checkpoint, {"data.root": str(args.data_root)})
+    overrides = Overrides.from_flags(data_root=args.data_root)
+    network, config, state = load_trained_model(args.checkpoint, overrides)
     described = trained_model_config(network, state["config"], state["num_classes"])
     dataset = dataset_from_config(config.data)
     samples = [*dataset.query, *dataset.gallery]
