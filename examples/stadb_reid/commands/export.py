@@ -44,6 +44,7 @@ from stadb_layers.checks import check_int
 from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..engine.preflight import METRICS_NAME, MODEL_DIR
 from ..inference import save_trained_model
+from ..inference.precision import onnx_program
 from ..model.folder import save_weights
 from .evaluate import load_trained_model
 
@@ -177,16 +178,7 @@ def export_checkpoint(
         header = {**metadata, "num_classes": str(state["num_classes"]), "config": json.dumps(state["config"])}
         save_weights(model, out, header)
     elif export_format is ExportFormat.ONNX:
-        program = torch.onnx.export(
-            model,
-            (example,),
-            dynamo=True,
-            input_names=["images"],
-            output_names=["embeddings"],
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-            verbose=False,
-        )
-        assert program is not None  # returned when no file name is given
+        program = onnx_program(model, example)
         program.model.metadata_props.update(metadata)
         program.save(str(out))
     else:

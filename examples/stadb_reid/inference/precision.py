@@ -34,7 +34,15 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 
-__all__ = ["PARITY_COSINE", "PRECISIONS", "Precision", "Runtime", "build_runtime", "cpu_has_native_bf16"]
+__all__ = [
+    "PARITY_COSINE",
+    "PRECISIONS",
+    "Precision",
+    "Runtime",
+    "build_runtime",
+    "cpu_has_native_bf16",
+    "onnx_program",
+]
 
 Precision = Literal["auto", "fp32", "bf16", "onnx"]
 """A precision choice of :class:`~stadb_reid.inference.ReIDExtractor`; see the module docstring."""
@@ -95,12 +103,12 @@ def _bf16(network: nn.Module, device: torch.device) -> Runtime:
     return Runtime("bf16", run)
 
 
-def _onnx(network: nn.Module, height: int, width: int) -> Runtime:
-    try:
-        ort = importlib.import_module("onnxruntime")
-    except ImportError:
-        raise ConfigError("precision onnx needs onnxruntime: pip install onnxruntime") from None
-    example = torch.zeros(2, 3, height, width)
+def onnx_program(network: nn.Module, example: Tensor) -> torch.onnx.ONNXProgram:
+    """``network`` exported to ONNX (dynamo): input ``images`` with a dynamic batch, output ``embeddings``.
+
+    The one export of the embedding network: ``export --format onnx`` saves it, ``precision="onnx"``
+    runs it in ONNX Runtime.
+    """
     program = torch.onnx.export(
         network,
         (example,),
@@ -111,6 +119,15 @@ def _onnx(network: nn.Module, height: int, width: int) -> Runtime:
         verbose=False,
     )
     assert program is not None  # returned when no file name is given
+    return program
+
+
+def _onnx(network: nn.Module, height: int, width: int) -> Runtime:
+    try:
+        ort = importlib.import_module("onnxruntime")
+    except ImportError:
+        raise ConfigError("precision onnx needs onnxruntime: pip install onnxruntime") from None
+    program = onnx_program(network, torch.zeros(2, 3, height, width))
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
