@@ -42,7 +42,7 @@ import torch
 from stadb_layers._validation import check_int
 
 from ..data import IMAGENET_MEAN, IMAGENET_STD
-from ..engine.preflight import METRICS_NAME, MODEL_DIR
+from ..engine.run_folder import METRICS_NAME, MODEL_DIR
 from ..inference import save_trained_model
 from ..model.folder import save_weights
 from .evaluate import load_trained_model

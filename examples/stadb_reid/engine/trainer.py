@@ -28,7 +28,7 @@ from ..model import STADBNet
 from ..model.card import command_line
 from ..visualization.curves import plot_training_curves
 from .build import build_model, deterministic_algorithms, resolve_device, seed_everything
-from .checkpoint import CHECKPOINT_NAME, load_latest_checkpoint
+from .checkpoint import load_latest_checkpoint
 from .distributed import DistributedContext
 from .elastic import continues_own_checkpoint, torchrun_run_id
 from .evaluate import evaluate_model
@@ -36,22 +36,14 @@ from .hooks import CheckpointHook, EvalHook, InterruptHook, ProgressHook, Tensor
 from .interrupt import GracefulStop
 from .loop import HookBase, TrainLoop
 from .precision import Precision
-from .preflight import (
-    CURVES_NAME,
-    METRICS_NAME,
-    MODEL_DIR,
-    TENSORBOARD_DIR,
-    check_dataset_fits,
-    prepare_output_dir,
-    validate_config,
-)
+from .preflight import check_dataset_fits, prepare_output_dir, validate_config
 from .rng import capture_rng_state, restore_rng_state
+from .run_folder import CHECKPOINT_NAME, CURVES_NAME, METRICS_NAME, MODEL_DIR, TENSORBOARD_DIR
 from .schedule import optim_schedule
 from .state import TRAIN_STATE_KEYS, ResumePosition, TrainState
 from .step import TrainStep, reid_loss
 
 __all__ = [
-    "METRICS_NAME",
     "TrainStep",
     "build_model",
     "format_metrics",
