@@ -1,12 +1,10 @@
 """Training a config's model: the parts built one by one, the loop with its hooks, and the run's report.
 
-One process or many (``torchrun``), fp32 or mixed precision, resumable: the checkpoint written after
-every epoch (and on Ctrl-C/SIGTERM) is a :class:`~stadb_reid.engine.state.TrainState` holding the
-model, optimiser, loss scaler, every random generator and the position in the data, so a resumed run
-continues exactly where the saved one stopped. As in fast-reid's ``DefaultTrainer``, :class:`Trainer`
-builds each part with its builder (:mod:`stadb_reid.engine.build`), registers the hooks in
-:meth:`Trainer.build_hooks` and runs :class:`~stadb_reid.engine.loop.TrainLoop`; the run folder's
-files are named in :mod:`stadb_reid.engine.run_folder`.
+One process or many (``torchrun``), fp32 or mixed precision, resumable: the checkpoint of every epoch
+(and of Ctrl-C/SIGTERM) is a :class:`~stadb_reid.engine.state.TrainState`, from which a resumed run
+continues exactly where the saved one stopped. As fast-reid's ``DefaultTrainer``, :class:`Trainer`
+builds each part (:mod:`stadb_reid.engine.build`), registers the hooks in :meth:`Trainer.build_hooks`
+and runs :class:`~stadb_reid.engine.loop.TrainLoop`.
 """
 
 import json
@@ -104,8 +102,8 @@ def train(
     context = DistributedContext.from_environment(resolve_device(config.device))
     try:
         if not context.is_main:
-            log, progress = _silent, False
-        if not resume and _is_elastic_restart(config, log):
+            log, progress = (lambda _: None), False
+        if not resume and continues_own_checkpoint(Path(config.output_dir) / CHECKPOINT_NAME, log):
             resume, overwrite = True, False  # an earlier attempt of this job applied --overwrite
         with deterministic_algorithms(config.deterministic):
             trainer = Trainer(config, context, dataset, resume=resume, overwrite=overwrite, log=log)
@@ -115,36 +113,13 @@ def train(
         context.close()
 
 
-def _silent(_: str) -> None:
-    """The log of ranks other than 0."""
-
-
-def _is_elastic_restart(config: Config, log: Callable[[str], None]) -> bool:
-    checkpoint = Path(config.output_dir) / CHECKPOINT_NAME
-    if not continues_own_checkpoint(checkpoint, log):
-        return False
-    log(f"this torchrun job wrote {checkpoint}: continuing it")
-    return True
-
-
 class Trainer:
     """One session of a training run: its parts, built in order, and the state it resumes from.
 
     Building it checks the output folder, reads the checkpoint to resume (before the slow builds, so
-    a bad one fails fast), loads the dataset and builds the loader, the network, the optimiser and
-    the step, then restores the checkpoint's state. On ranks other than 0, ``log`` is a no-op.
-
-    Args:
-        config: The run's configuration (checked by :func:`validate_config`).
-        context: This process's place in the job.
-        dataset: An already loaded dataset; by default it is built from ``config.data``.
-        resume: Continue from the newest good checkpoint in ``config.output_dir``, if any.
-        overwrite: Replace an earlier run in ``config.output_dir``.
-        log: Where status lines go.
-
-    Raises:
-        ConfigError: The dataset does not fit the config, or the output folder is unusable.
-        CheckpointError: No readable checkpoint, or one written for another model.
+    a bad one fails fast), loads the dataset, builds the loader, the network, the optimiser and the
+    step, and restores the checkpoint's state. The arguments are :func:`train`'s (``config`` checked,
+    ``log`` a no-op on ranks other than 0), and so are the errors.
     """
 
     # The hooks the trainer consults after the loop, set by build_hooks.
@@ -248,13 +223,9 @@ class Trainer:
         context = self.context
         self.progress = ProgressHook(progress)
         self.evaluation = EvalHook(self.evaluate, self.config.eval.every, context.is_main)
-        checkpoint = self.output_dir / CHECKPOINT_NAME
+        checkpoint, events = self.output_dir / CHECKPOINT_NAME, self.output_dir / TENSORBOARD_DIR
         self.checkpoints = CheckpointHook(checkpoint, self.snapshot, context, self.resumed_from)
-        tensorboard = (
-            TensorBoardHook.in_folder(self.output_dir / TENSORBOARD_DIR, self.log)
-            if context.is_main
-            else None
-        )
+        tensorboard = TensorBoardHook.in_folder(events, self.log) if context.is_main else None
         return [
             self.progress,
             self.evaluation,
