@@ -107,8 +107,12 @@ def train(
             resume, overwrite = True, False  # an earlier attempt of this job applied --overwrite
         with deterministic_algorithms(config.deterministic):
             trainer = Trainer(config, context, dataset, resume=resume, overwrite=overwrite, log=log)
-            trainer.train(progress)
-            return trainer.report(extra_metrics)
+            try:
+                trainer.train(progress)
+                return trainer.report(extra_metrics)
+            finally:
+                # Its DDP model, in a cycle with the hooks, must be garbage when close() collects.
+                del trainer
     finally:
         context.close()
 
