@@ -6,7 +6,7 @@ Model variants (``STADBNet``, random weights, ResNet-50 with last stride 1, pape
 * ``bdb``: the BDB comparator (second head with Batch DropBlock, one random stripe per batch);
 * ``stadb``: the full model (second head with SelfThresholdDrop or CBAM, drawn per step, rho = 0.25).
 
-A training step is the trainer's own ``stadb_reid.engine.trainer.TrainStep`` (single process): forward
+A training step is the trainer's own ``stadb_reid.engine.step.TrainStep`` (single process): forward
 under autocast, the loss in fp32 (cross-entropy plus soft-margin batch-hard triplet on each head,
 ``reid_loss``), ``zero_grad``, backward and an Adam step (lr 3.5e-4, weight decay 5e-4), on a fixed batch
 whose labels form P identities x K instances, so that every anchor has positives and negatives. Each
@@ -58,7 +58,7 @@ from threshold_drop import ForeignLoad, machine_description
 
 from stadb_reid.engine.distributed import DistributedContext
 from stadb_reid.engine.precision import Precision
-from stadb_reid.engine.trainer import TrainStep
+from stadb_reid.engine.step import TrainStep
 from stadb_reid.model import STADBNet
 
 VARIANTS = ("global", "bdb", "stadb")

@@ -20,7 +20,7 @@ from PIL import Image
 from stadb_reid.cli import main
 from stadb_reid.config import load_config
 from stadb_reid.engine import load_checkpoint, save_checkpoint, train
-from stadb_reid.engine.checkpoint import CHECKPOINT_NAME
+from stadb_reid.engine.run_folder import CHECKPOINT_NAME
 
 from .test_checkpoint import CreatesFile
 

@@ -20,7 +20,7 @@ from stadb_reid.commands import evaluate_checkpoint
 from stadb_reid.engine import train
 from stadb_reid.engine.distributed import DistributedContext
 from stadb_reid.engine.precision import Precision
-from stadb_reid.engine.trainer import TrainStep, reid_loss
+from stadb_reid.engine.step import TrainStep, reid_loss
 from stadb_reid.model import STADBNet, TrainOutput
 
 from .test_run_guards import tiny_config

@@ -26,7 +26,8 @@ from stadb_reid.data import (
     build_test_transform,
 )
 from stadb_reid.engine import build_model, load_checkpoint, save_checkpoint, train
-from stadb_reid.engine.checkpoint import CHECKPOINT_NAME, CheckpointError
+from stadb_reid.engine.checkpoint import CheckpointError
+from stadb_reid.engine.run_folder import CHECKPOINT_NAME
 from stadb_reid.model import STADBNet
 
 from .test_cli_errors import assert_one_line_error, run_cli

@@ -12,7 +12,7 @@ from stadb_reid.commands import export_checkpoint
 from stadb_reid.commands import verify as verify_module
 from stadb_reid.commands.verify import verify_export
 from stadb_reid.config import Config
-from stadb_reid.engine.checkpoint import CHECKPOINT_NAME
+from stadb_reid.engine.run_folder import CHECKPOINT_NAME
 from stadb_reid.errors import ExportVerificationError
 from stadb_reid.model.folder import WEIGHTS_NAME
 

@@ -18,8 +18,8 @@ from stadb_reid.cli import app
 from stadb_reid.commands import load_trained_model
 from stadb_reid.config import Config, ConfigError, config_to_dict
 from stadb_reid.engine import build_model, save_checkpoint, train
-from stadb_reid.engine.checkpoint import CHECKPOINT_NAME
-from stadb_reid.engine.preflight import METRICS_NAME, MODEL_DIR, prepare_output_dir
+from stadb_reid.engine.preflight import prepare_output_dir
+from stadb_reid.engine.run_folder import CHECKPOINT_NAME, METRICS_NAME, MODEL_DIR
 from stadb_reid.errors import ModelFolderError
 from stadb_reid.inference import save_trained_model
 from stadb_reid.model import STADBNet

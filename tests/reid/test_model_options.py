@@ -15,8 +15,8 @@ from stadb_reid.commands.evaluate import load_trained_model
 from stadb_reid.config import Config, config_to_dict, flatten_config, load_config
 from stadb_reid.engine import load_checkpoint, train
 from stadb_reid.engine.build import build_model
-from stadb_reid.engine.checkpoint import CHECKPOINT_NAME
 from stadb_reid.engine.preflight import validate_config
+from stadb_reid.engine.run_folder import CHECKPOINT_NAME
 from stadb_reid.errors import ConfigError
 from stadb_reid.model import (
     PretrainedWeightsUnavailableError,

@@ -9,7 +9,7 @@ from torch import nn
 from stadb_reid.config import ConfigError
 from stadb_reid.engine.distributed import DistributedContext
 from stadb_reid.engine.precision import Precision
-from stadb_reid.engine.trainer import TrainStep
+from stadb_reid.engine.step import TrainStep
 from stadb_reid.model import STADBNet
 
 SINGLE_PROCESS = DistributedContext(0, 1, torch.device("cpu"))

@@ -222,8 +222,9 @@ def visualize(
 ) -> None:
     """Draw curves.png, cmc.png, attention.png (paper Figure 3) and retrieval.png (Figure 4)."""
     from ..commands import figure_paths, visualize_checkpoint
+    from ..engine.run_folder import FIGURES_DIR
 
-    figures = output_dir if output_dir is not None else checkpoint.parent / "figures"
+    figures = output_dir if output_dir is not None else checkpoint.parent / FIGURES_DIR
     refuse_to_replace(list(figure_paths(figures)), overwrite, "--output-dir")
     paths = visualize_checkpoint(
         checkpoint,

@@ -7,8 +7,8 @@ from typing import Any
 
 from ..config import DEFAULT_RECIPE, Config
 from ..data import dataset_from_config
-from ..engine.checkpoint import CHECKPOINT_NAME
 from ..engine.preflight import check_dataset_fits, prepare_output_dir
+from ..engine.run_folder import CHECKPOINT_NAME, FIGURES_DIR, SYNTHETIC_DIR
 from ..engine.trainer import format_metrics, train
 from .evaluate import evaluate_untrained
 from .visualize import visualize_checkpoint
@@ -53,7 +53,7 @@ def run_demo(
     started = time.perf_counter()
     # Before the slow part.
     prepare_output_dir(Path(config.output_dir), resume=resume, overwrite=overwrite)
-    config.data.root = str(Path(config.output_dir) / "synthetic")
+    config.data.root = str(Path(config.output_dir) / SYNTHETIC_DIR)
     log(f"synthetic dataset in {config.data.root}")
     dataset = dataset_from_config(config.data)
     check_dataset_fits(config, dataset)  # before the untrained network is built
@@ -75,7 +75,7 @@ def run_demo(
         f"outputs in {config.output_dir}"
     )
     output_dir = Path(config.output_dir)
-    figures = visualize_checkpoint(output_dir / CHECKPOINT_NAME, output_dir / "figures")
+    figures = visualize_checkpoint(output_dir / CHECKPOINT_NAME, output_dir / FIGURES_DIR)
     log(f"figures: {', '.join(str(path) for path in figures)}")
     log(format_speed(metrics, time.perf_counter() - started))
     return metrics

@@ -42,7 +42,7 @@ import torch
 from stadb_layers.checks import check_int
 
 from ..data import IMAGENET_MEAN, IMAGENET_STD
-from ..engine.preflight import METRICS_NAME, MODEL_DIR
+from ..engine.run_folder import METRICS_NAME, MODEL_DIR
 from ..inference import save_trained_model
 from ..inference.precision import onnx_program
 from ..model.folder import save_weights

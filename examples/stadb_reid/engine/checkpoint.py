@@ -31,7 +31,6 @@ from .state import MODEL_KEYS
 from .state import TRAIN_STATE_KEYS as RESUME_KEYS
 
 __all__ = [
-    "CHECKPOINT_NAME",
     "MODEL_KEYS",
     "RESUME_KEYS",
     "CheckpointError",
@@ -41,7 +40,6 @@ __all__ = [
     "save_checkpoint",
 ]
 
-CHECKPOINT_NAME = "checkpoint.pt"
 _SIGNATURE = b"STADBCKPT"
 # Format 1 pickled NumPy's RNG state as NumPy objects, which only an unrestricted unpickler reads.
 _LEGACY_FORMAT, _FORMAT = 1, 2

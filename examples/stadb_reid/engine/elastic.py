@@ -36,7 +36,8 @@ def continues_own_checkpoint(checkpoint_path: Path, log: Callable[[str], None]) 
 
     Args:
         checkpoint_path: The run's checkpoint (its ``*.prev.pt`` copy is used if it is damaged).
-        log: Receives a warning when restarts could not resume (a shared rendezvous id).
+        log: Receives a warning when restarts could not resume (a shared rendezvous id), and a line
+            saying that the run continues when it does.
     """
     run_id = torchrun_run_id()
     if run_id is None or run_id == _SHARED_RUN_ID:
@@ -51,4 +52,7 @@ def continues_own_checkpoint(checkpoint_path: Path, log: Callable[[str], None]) 
         saved = load_latest_checkpoint(checkpoint_path, log=log, require=("torchrun_run_id",))
     except CheckpointError:
         return False  # the trainer then names the unusable files
-    return saved is not None and saved[0]["torchrun_run_id"] == run_id
+    if saved is None or saved[0]["torchrun_run_id"] != run_id:
+        return False
+    log(f"this torchrun job wrote {checkpoint_path}: continuing it")
+    return True

@@ -1,7 +1,9 @@
 """The hooks of the training loop: checkpoints, evaluation, TensorBoard, the progress bar, interruption.
 
 Each runs on every rank; those that write files or log do so on rank 0 only (the loop's callers
-pass them a disabled writer or a no-op log on the other ranks).
+pass them a disabled writer or a no-op log on the other ranks). A hook reads the loop through its
+read-only ``trainer`` view and keeps its own state; what it measures goes into the history as the
+return value of ``epoch_metrics`` or ``final_metrics``.
 """
 
 from collections.abc import Callable
@@ -34,7 +36,7 @@ BEST_ON_TEST_NOTE = "model selection on the test set: not a held-out estimate"
 
 
 class CheckpointHook(HookBase):
-    """Save the run after every epoch (and when :class:`InterruptHook` stops it).
+    """Save the run after every epoch (and when :class:`InterruptHook` stops it); name the newest checkpoint.
 
     Args:
         path: The checkpoint file.
@@ -50,12 +52,12 @@ class CheckpointHook(HookBase):
         context: DistributedContext,
         resumed_from: str | None = None,
     ) -> None:
-        self.path, self.snapshot, self.context, self.resumed_from = path, snapshot, context, resumed_from
+        self.path, self.snapshot, self.context = path, snapshot, context
+        self._last = "none yet" if resumed_from is None else resumed_from
 
-    def before_train(self) -> None:
-        """Name the checkpoint the run resumed from as the last good one."""
-        if self.resumed_from is not None:
-            self.trainer.last_checkpoint = self.resumed_from
+    def last_checkpoint(self) -> str:
+        """The newest checkpoint of the run and where it resumes, for messages."""
+        return self._last
 
     def after_epoch(self) -> None:
         """Save the run to continue with the next epoch."""
@@ -72,13 +74,10 @@ class CheckpointHook(HookBase):
             tensor = first_non_finite(state.model.items())
             if tensor is not None:
                 raise TrainingDivergedError(
-                    f"not saving a checkpoint: {tensor} is not finite; the last checkpoint is "
-                    f"{self.trainer.last_checkpoint}"
+                    f"not saving a checkpoint: {tensor} is not finite; the last checkpoint is {self._last}"
                 )
             save_checkpoint(state.to_dict(), self.path)
-        self.trainer.last_checkpoint = (
-            f"{self.path} (to resume at epoch {position.epoch}, step {position.step})"
-        )
+        self._last = f"{self.path} (to resume at epoch {position.epoch}, step {position.step})"
         self.context.barrier()
 
 
@@ -94,9 +93,9 @@ class InterruptHook(HookBase):
     def __init__(self, stop: GracefulStop, checkpoint: CheckpointHook, context: DistributedContext) -> None:
         self.stop, self.checkpoint, self.context = stop, checkpoint, context
 
-    def before_train(self) -> None:
-        """Let the loop ask whether a stop was requested."""
-        self.trainer.stop_requested = lambda: self.stop.requested
+    def stop_requested(self) -> bool:
+        """Whether SIGINT/SIGTERM arrived in this process."""
+        return self.stop.requested
 
     def before_step(self) -> None:
         """Save and raise if a stop was requested.
@@ -140,23 +139,23 @@ class EvalHook(HookBase):
         #: The final evaluation's metrics (rank 0, once the run is done).
         self.final: dict[str, float] = {}
 
-    def after_epoch(self) -> None:
-        """An interim evaluation when due (never after the last epoch: :meth:`after_train` does it)."""
-        epoch = self.trainer.history[-1]["epoch"]
-        if self.is_main and self.every and epoch % self.every == 0 and epoch < self.trainer.epochs:
-            metrics = self.evaluate()
-            self.trainer.history[-1].update(metrics)
-            self.write(
-                f"epoch {epoch}: rank-1 {metrics['rank1']:.1f}%  mAP {metrics['mAP']:.1f}%"
-                + format_truncated_ap(metrics)
-            )
+    def epoch_metrics(self) -> dict[str, Any]:
+        """An interim evaluation when due (never of the last epoch: :meth:`final_metrics` is)."""
+        epoch = self.trainer.epoch
+        if not (self.is_main and self.every and epoch % self.every == 0 and epoch < self.trainer.epochs):
+            return {}
+        metrics = self.evaluate()
+        self.write(
+            f"epoch {epoch}: rank-1 {metrics['rank1']:.1f}%  mAP {metrics['mAP']:.1f}%"
+            + format_truncated_ap(metrics)
+        )
+        return metrics
 
-    def after_train(self) -> None:
-        """The final evaluation, also recorded in the last epoch's history entry."""
+    def final_metrics(self) -> dict[str, Any]:
+        """The final evaluation (rank 0), kept in :attr:`final` and recorded in the last epoch's entry."""
         if self.is_main:
             self.final = self.evaluate()
-            if self.trainer.history:
-                self.trainer.history[-1].update(self.final)
+        return self.final
 
     def best_on_test(self) -> dict[str, Any] | None:
         """The evaluated epoch with the best test rank-1 and its metrics, once the run is done.

@@ -17,35 +17,9 @@ from ..errors import UnreadableImageError
 from ..evaluation import has_match_in_other_camera
 from ..model import PretrainedWeightsUnavailableError, check_pretrained_reachable
 from ..model.config_checks import check_input_size, check_model_config
-from ..model.folder import FOLDER_FILES
-from .checkpoint import CHECKPOINT_NAME, previous_checkpoint_path
+from .run_folder import RUN_FILES, owned_files
 
-__all__ = [
-    "CURVES_NAME",
-    "METRICS_NAME",
-    "MODEL_DIR",
-    "RUN_FILES",
-    "TENSORBOARD_DIR",
-    "check_dataset_fits",
-    "prepare_output_dir",
-    "validate_config",
-]
-
-METRICS_NAME = "metrics.json"
-CURVES_NAME = "curves.png"
-TENSORBOARD_DIR = "tensorboard"
-#: The run's model folder (:mod:`stadb_reid.model.folder`), written at the end of training.
-MODEL_DIR = "model"
-#: What a training run writes into its output folder: these mark a folder as holding a run, and are
-#: the only files ``overwrite`` removes.
-RUN_FILES = (
-    CHECKPOINT_NAME,
-    previous_checkpoint_path(Path(CHECKPOINT_NAME)).name,
-    METRICS_NAME,
-    CURVES_NAME,
-    TENSORBOARD_DIR,
-    MODEL_DIR,
-)
+__all__ = ["check_dataset_fits", "prepare_output_dir", "validate_config"]
 
 
 def _integer(value: int, key: str, minimum: int) -> None:
@@ -231,7 +205,8 @@ def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> No
     Args:
         output_dir: The run's output folder.
         resume: The run continues the one in the folder.
-        overwrite: Remove the earlier run's files (only :data:`RUN_FILES`) and start afresh.
+        overwrite: Remove the earlier run's files (only
+            :data:`~stadb_reid.engine.run_folder.RUN_FILES`) and start afresh.
 
     Raises:
         ConfigError: ``output_dir`` is a file or not writable, or holds a run and neither ``resume``
@@ -261,8 +236,7 @@ def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> No
         path = output_dir / name
         if path.is_dir() and not path.is_symlink():
             # Only the files the run wrote there; anything else in the folder stays.
-            patterns = FOLDER_FILES if name == MODEL_DIR else ("events.out.tfevents.*",)
-            for owned in [file for pattern in patterns for file in path.glob(pattern)]:
+            for owned in [file for pattern in owned_files(name) for file in path.glob(pattern)]:
                 owned.unlink()
             if not any(path.iterdir()):
                 path.rmdir()

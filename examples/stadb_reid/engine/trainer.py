@@ -1,34 +1,37 @@
-"""Training a config's model: setup, the loop with its hooks, and the run's report.
+"""Training a config's model: the parts built one by one, the loop with its hooks, and the run's report.
 
-One process or many (``torchrun``), fp32 or mixed precision, resumable: the checkpoint written after
-every epoch (and on Ctrl-C/SIGTERM) is a :class:`~stadb_reid.engine.state.TrainState` holding the
-model, optimiser, loss scaler, every random generator and the position in the data, so a resumed run
-continues exactly where the saved one stopped. The loop itself is :class:`~stadb_reid.engine.loop.TrainLoop`;
-what happens around the steps is in :mod:`stadb_reid.engine.hooks`.
+One process or many (``torchrun``), fp32 or mixed precision, resumable: the checkpoint of every epoch
+(and of Ctrl-C/SIGTERM) is a :class:`~stadb_reid.engine.state.TrainState`, from which a resumed run
+continues exactly where the saved one stopped. As fast-reid's ``DefaultTrainer``, :class:`Trainer`
+builds each part (:mod:`stadb_reid.engine.build`), registers the hooks in :meth:`Trainer.build_hooks`
+and runs :class:`~stadb_reid.engine.loop.TrainLoop`.
 """
 
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import torch
 import torch.distributed as dist
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-
-from stadb_layers import RandomBranchSelector
 
 from ..config import Config, config_to_dict
-from ..data import ReIDDataset, build_train_loader, dataset_from_config
+from ..data import ReIDDataset
 from ..errors import CheckpointError, ConfigError
 from ..inference import save_trained_model
-from ..model import STADBNet
 from ..model.card import command_line
 from ..visualization.curves import plot_training_curves
-from .build import build_model, deterministic_algorithms, resolve_device, seed_everything
-from .checkpoint import CHECKPOINT_NAME, load_latest_checkpoint
+from .build import (
+    build_dataset,
+    build_loader,
+    build_model,
+    build_optimizer,
+    build_step,
+    deterministic_algorithms,
+    resolve_device,
+    seed_everything,
+)
+from .checkpoint import load_latest_checkpoint
 from .distributed import DistributedContext
 from .elastic import continues_own_checkpoint, torchrun_run_id
 from .evaluate import evaluate_model
@@ -36,35 +39,13 @@ from .hooks import CheckpointHook, EvalHook, InterruptHook, ProgressHook, Tensor
 from .interrupt import GracefulStop
 from .loop import HookBase, TrainLoop
 from .precision import Precision
-from .preflight import (
-    CURVES_NAME,
-    METRICS_NAME,
-    MODEL_DIR,
-    TENSORBOARD_DIR,
-    check_dataset_fits,
-    prepare_output_dir,
-    validate_config,
-)
+from .preflight import check_dataset_fits, prepare_output_dir, validate_config
 from .rng import capture_rng_state, restore_rng_state
+from .run_folder import CHECKPOINT_NAME, CURVES_NAME, METRICS_NAME, MODEL_DIR, TENSORBOARD_DIR
 from .schedule import optim_schedule
 from .state import TRAIN_STATE_KEYS, ResumePosition, TrainState
-from .step import TrainStep, reid_loss
 
-__all__ = [
-    "METRICS_NAME",
-    "TrainStep",
-    "build_model",
-    "format_metrics",
-    "reid_loss",
-    "resolve_device",
-    "seed_everything",
-    "train",
-]
-
-
-def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    """Write ``metrics`` as indented JSON."""
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
+__all__ = ["Trainer", "format_metrics", "train"]
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
@@ -120,199 +101,211 @@ def train(
         raise ConfigError("choose --resume or --overwrite, not both")
     context = DistributedContext.from_environment(resolve_device(config.device))
     try:
-        checkpoint = Path(config.output_dir) / CHECKPOINT_NAME
-        say = log if context.is_main else (lambda _: None)
-        if not resume and continues_own_checkpoint(checkpoint, say):
+        if not context.is_main:
+            log, progress = (lambda _: None), False
+        if not resume and continues_own_checkpoint(Path(config.output_dir) / CHECKPOINT_NAME, log):
             resume, overwrite = True, False  # an earlier attempt of this job applied --overwrite
-            say(f"this torchrun job wrote {checkpoint}: continuing it")
         with deterministic_algorithms(config.deterministic):
-            return _train(config, context, dataset, resume, overwrite, progress, log, extra_metrics)
+            trainer = Trainer(config, context, dataset, resume=resume, overwrite=overwrite, log=log)
+            try:
+                trainer.train(progress)
+                return trainer.report(extra_metrics)
+            finally:
+                # Its DDP model, in a cycle with the hooks, must be garbage when close() collects.
+                del trainer
     finally:
         context.close()
 
 
-def _train(
-    config: Config,
-    context: DistributedContext,
-    dataset: ReIDDataset | None,
-    resume: bool,
-    overwrite: bool,
-    progress: bool,
-    log: Callable[[str], None],
-    extra_metrics: dict[str, Any] | None,
-) -> dict[str, Any]:
-    if not context.is_main:
-        log, progress = (lambda _: None), False
-    device = context.device
-    precision = Precision(config.amp, device.type)
-    if precision.warning:
-        log(precision.warning)
-    seed_everything(config.seed)
-    output_dir = Path(config.output_dir)
-    checkpoint_path = output_dir / CHECKPOINT_NAME
-    if context.is_main:  # torchrun stops the other ranks if this raises
-        prepare_output_dir(output_dir, resume=resume, overwrite=overwrite)
-    # A checkpoint is read before the slow dataset and model builds, so a bad one fails fast.
-    saved = load_latest_checkpoint(checkpoint_path, log=log, require=TRAIN_STATE_KEYS) if resume else None
-    if resume and saved is None:
-        log(f"no checkpoint in {output_dir}: starting from scratch")
-    if dataset is None:
-        # Rank 0 first: it generates the synthetic dataset when missing, the others then read it.
-        if not context.is_main:
-            context.barrier()
-        dataset = dataset_from_config(config.data)
-        if context.is_main:
-            context.barrier()
-    log(dataset.summary())
-    check_dataset_fits(config, dataset, context.world_size)
-    data = config.data
-    loader = build_train_loader(
-        dataset,
-        height=data.height,
-        width=data.width,
-        num_identities=data.num_identities,
-        num_instances=data.num_instances,
-        num_workers=data.num_workers,
-        seed=config.seed,
-        rank=context.rank,
-        world_size=context.world_size,
-        padding=data.padding,
-        erasing_prob=data.erasing_prob,
-        cutout_prob=data.cutout_prob,
-        cutout_size=data.cutout_size,
-        epoch_mode=data.epoch,
-    )
-    network = build_model(config, dataset.num_train_pids).to(device)
-    num_parameters = sum(p.numel() for p in network.parameters())
-    log(f"model: {config.model.variant} ({config.model.attention}), {num_parameters / 1e6:.2f} M parameters")
-    optim = config.optim
-    # model.freeze_bnneck leaves the BatchNorm before each classifier out, at its initial weights.
-    optimizer = torch.optim.Adam(
-        network.trainable_parameters(), lr=optim.base_lr, weight_decay=optim.weight_decay
-    )
-    train_step = TrainStep(
-        _training_model(network, config, context),
-        optimizer,
-        precision=precision,
-        context=context,
-        channels_last=config.channels_last,
-        label_smoothing=optim.label_smoothing,
-    )
-    start, history, past_seconds, resumed_from = ResumePosition(), [], 0.0, None
-    if saved is not None:
-        state, path = TrainState.from_dict(saved[0]), saved[1]
+class Trainer:
+    """One session of a training run: its parts, built in order, and the state it resumes from.
+
+    Building it checks the output folder, reads the checkpoint to resume (before the slow builds, so
+    a bad one fails fast), loads the dataset, builds the loader, the network, the optimiser and the
+    step, and restores the checkpoint's state. The arguments are :func:`train`'s (``config`` checked,
+    ``log`` a no-op on ranks other than 0), and so are the errors.
+    """
+
+    # The hooks the trainer consults after the loop, set by build_hooks.
+    progress: ProgressHook
+    evaluation: EvalHook
+    checkpoints: CheckpointHook
+
+    def __init__(
+        self,
+        config: Config,
+        context: DistributedContext,
+        dataset: ReIDDataset | None = None,
+        *,
+        resume: bool,
+        overwrite: bool,
+        log: Callable[[str], None],
+    ) -> None:
+        self.config, self.context, self.log = config, context, log
+        self.output_dir = Path(config.output_dir)
+        self.precision = Precision(config.amp, context.device.type)
+        if self.precision.warning:
+            log(self.precision.warning)
+        seed_everything(config.seed)
+        if context.is_main:  # torchrun stops the other ranks if this raises
+            prepare_output_dir(self.output_dir, resume=resume, overwrite=overwrite)
+        saved = self._read_checkpoint() if resume else None
+        self.dataset = build_dataset(config.data, context) if dataset is None else dataset
+        log(self.dataset.summary())
+        check_dataset_fits(config, self.dataset, context.world_size)
+        self.loader = build_loader(config, self.dataset, context)
+        self.network = build_model(config, self.dataset.num_train_pids).to(context.device)
+        self.num_parameters = sum(p.numel() for p in self.network.parameters())
+        model = config.model
+        log(f"model: {model.variant} ({model.attention}), {self.num_parameters / 1e6:.2f} M parameters")
+        self.optimizer = build_optimizer(config, self.network)
+        self.step = build_step(self.network, self.optimizer, config, context, self.precision)
+        self.start, self.past_seconds = ResumePosition(), 0.0
+        self.history: list[dict[str, Any]] = []
+        self.resumed_from: str | None = None
+        if saved is not None:
+            self._restore(*saved)
+        del saved
+        self.session_start = time.perf_counter()
+        self.train_seconds = self.past_seconds
+
+    def _read_checkpoint(self) -> tuple[dict[str, Any], Path] | None:
+        checkpoint = self.output_dir / CHECKPOINT_NAME
+        saved = load_latest_checkpoint(checkpoint, log=self.log, require=TRAIN_STATE_KEYS)
+        if saved is None:
+            self.log(f"no checkpoint in {self.output_dir}: starting from scratch")
+        return saved
+
+    def _restore(self, payload: dict[str, Any], path: Path) -> None:
+        state = TrainState.from_dict(payload)
         try:
-            network.load_state_dict(state.model)
-            optimizer.load_state_dict(state.optimizer)
+            self.network.load_state_dict(state.model)
+            self.optimizer.load_state_dict(state.optimizer)
         except (RuntimeError, ValueError) as error:
             first_line = str(error).splitlines()[0]
             raise CheckpointError(f"{path} does not fit this config's model: {first_line}") from error
         if state.grad_scaler:
-            train_step.grad_scaler.load_state_dict(state.grad_scaler)
-        start, history, past_seconds = state.resume_at, state.history, state.train_seconds
+            self.step.grad_scaler.load_state_dict(state.grad_scaler)
+        self.start, self.history, self.past_seconds = state.resume_at, state.history, state.train_seconds
         restore_rng_state(state.rng)
-        log(f"resuming from {path}: epoch {start.epoch}, step {start.step}")
-        resumed_from = f"{path} (to resume at epoch {start.epoch}, step {start.step})"
-    del saved
+        where = f"epoch {self.start.epoch}, step {self.start.step}"
+        self.log(f"resuming from {path}: {where}")
+        self.resumed_from = f"{path} (to resume at {where})"
 
-    session_start = time.perf_counter()
-
-    def snapshot(position: ResumePosition) -> TrainState:
+    def snapshot(self, position: ResumePosition) -> TrainState:
+        """The run's state to continue at ``position``: what a checkpoint holds."""
         return TrainState(
-            model=network.state_dict(),
-            optimizer=optimizer.state_dict(),
-            grad_scaler=train_step.grad_scaler.state_dict(),
+            model=self.network.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            grad_scaler=self.step.grad_scaler.state_dict(),
             completed_epochs=position.epoch - 1,
             resume_at=position,
             rng=capture_rng_state(),
-            train_seconds=past_seconds + time.perf_counter() - session_start,
-            num_classes=dataset.num_train_pids,
-            config=config_to_dict(config),
-            history=history,
+            train_seconds=self.past_seconds + time.perf_counter() - self.session_start,
+            num_classes=self.dataset.num_train_pids,
+            config=config_to_dict(self.config),
+            history=self.history,
             torchrun_run_id=torchrun_run_id(),
         )
 
-    def evaluate() -> dict[str, float]:
-        # Evaluation must not consume the training random streams, or a resumed run would diverge.
-        rng = capture_rng_state()
+    def evaluate(self) -> dict[str, float]:
+        """The network's test metrics, leaving the training random streams as they were."""
+        rng = capture_rng_state()  # a resumed run would diverge if evaluation consumed them
         try:
-            return evaluate_model(network, dataset, config, device, progress=False)
+            return evaluate_model(
+                self.network, self.dataset, self.config, self.context.device, progress=False
+            )
         finally:
             restore_rng_state(rng)
 
-    checkpoints = CheckpointHook(checkpoint_path, snapshot, context, resumed_from)
-    evaluation = EvalHook(evaluate, config.eval.every, context.is_main)
-    bar = ProgressHook(progress)
-    tensorboard = TensorBoardHook.in_folder(output_dir / TENSORBOARD_DIR, log) if context.is_main else None
-    hooks: list[HookBase] = [bar, evaluation, *([tensorboard] if tensorboard else []), checkpoints]
-    schedule = optim_schedule(optim)
-    try:
-        with GracefulStop() as stop:
-            loop = TrainLoop(
-                train_step,
-                model=train_step.model,
-                optimizer=optimizer,
-                loader=loader,
-                schedule=schedule,
-                epochs=optim.epochs,
-                start=start,
-                history=history,
-                hooks=[*hooks, InterruptHook(stop, checkpoints, context)],
-            )
-            loop.run()
-    finally:
-        bar.close()
-    train_seconds = past_seconds + time.perf_counter() - session_start
-    result: dict[str, Any] = {}
-    if context.is_main:
-        if history:
-            plot_training_curves(history, output_dir / CURVES_NAME)
+    def build_hooks(self, progress: bool, stop: GracefulStop) -> list[HookBase]:
+        """The run's hooks, registered here alone, in the order the loop calls them.
+
+        The progress bar, evaluation, TensorBoard (rank 0), checkpoints, and the interruption that
+        saves one on SIGINT/SIGTERM.
+        """
+        context = self.context
+        self.progress = ProgressHook(progress)
+        self.evaluation = EvalHook(self.evaluate, self.config.eval.every, context.is_main)
+        checkpoint, events = self.output_dir / CHECKPOINT_NAME, self.output_dir / TENSORBOARD_DIR
+        self.checkpoints = CheckpointHook(checkpoint, self.snapshot, context, self.resumed_from)
+        tensorboard = TensorBoardHook.in_folder(events, self.log) if context.is_main else None
+        return [
+            self.progress,
+            self.evaluation,
+            *([tensorboard] if tensorboard else []),
+            self.checkpoints,
+            InterruptHook(stop, self.checkpoints, context),
+        ]
+
+    def train(self, progress: bool) -> None:
+        """Run the loop from the resumed position to the last epoch (and the final evaluation).
+
+        Raises:
+            TrainingDivergedError: The loss or a gradient became NaN or infinite.
+            TrainingInterruptedError: On SIGINT/SIGTERM, after saving a checkpoint.
+        """
+        stop = GracefulStop()
+        hooks = self.build_hooks(progress, stop)
+        loop = TrainLoop(
+            self.step,
+            model=self.step.model,
+            optimizer=self.optimizer,
+            loader=self.loader,
+            schedule=optim_schedule(self.config.optim),
+            epochs=self.config.optim.epochs,
+            start=self.start,
+            history=self.history,
+            hooks=hooks,
+            last_checkpoint=self.checkpoints.last_checkpoint,
+        )
+        try:
+            with stop:
+                loop.run()
+        finally:
+            self.progress.close()
+        self.train_seconds = self.past_seconds + time.perf_counter() - self.session_start
+
+    def report(self, extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write the trained run's files (rank 0) and return its metrics, on every rank.
+
+        Rank 0 draws ``curves.png``, writes ``metrics.json`` and the model folder, and logs the result.
+        """
+        result = self._write_result(extra_metrics or {}) if self.context.is_main else {}
+        if self.context.is_distributed:
+            shared = [result]
+            dist.broadcast_object_list(shared, src=0)
+            result = shared[0]
+        return result
+
+    def _write_result(self, extra_metrics: dict[str, Any]) -> dict[str, Any]:
+        if self.history:
+            plot_training_curves(self.history, self.output_dir / CURVES_NAME)
         # The final epoch's figures are the result; the best-on-test epoch (eval.every > 0) is only
         # reported next to them, labelled as the test-set model selection it is.
+        evaluation = self.evaluation
         best_on_test = evaluation.best_on_test()
-        result = {
+        result: dict[str, Any] = {
             **evaluation.final,
             **({"best_on_test": best_on_test} if best_on_test else {}),
-            "epochs": optim.epochs,
-            "num_parameters": num_parameters,
-            "train_seconds": round(train_seconds, 1),
-            "history": history,
+            "epochs": self.config.optim.epochs,
+            "num_parameters": self.num_parameters,
+            "train_seconds": round(self.train_seconds, 1),
+            "history": self.history,
             "command": command_line(),
-            **(extra_metrics or {}),
-            "config": config_to_dict(config),
+            **extra_metrics,
+            "config": config_to_dict(self.config),
         }
-        write_metrics(output_dir / METRICS_NAME, result)
+        (self.output_dir / METRICS_NAME).write_text(json.dumps(result, indent=2) + "\n")
         # The folder to share: the weights alone, the config that rebuilds the network, a model card.
         save_trained_model(
-            output_dir / MODEL_DIR,
-            network,
+            self.output_dir / MODEL_DIR,
+            self.network,
             result["config"],
-            dataset.num_train_pids,
+            self.dataset.num_train_pids,
             metrics=result,
             overwrite=True,  # the run's own folder: prepare_output_dir vetted it
         )
         for line in evaluation.report_lines(format_metrics(evaluation.final)):
-            log(line)
-    if context.is_distributed:
-        shared = [result]
-        dist.broadcast_object_list(shared, src=0)
-        result = shared[0]
-    return result
-
-
-def _training_model(network: STADBNet, config: Config, context: DistributedContext) -> nn.Module:
-    """The network as the step runs it: channels-last, wrapped in DDP, compiled, as configured."""
-    model: nn.Module = network
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if context.is_distributed:
-        # The branch not drawn in a step leaves its parameters without gradients.
-        has_random_branches = any(isinstance(m, RandomBranchSelector) for m in network.modules())
-        model = DistributedDataParallel(
-            model,
-            device_ids=[context.device.index] if context.device.type == "cuda" else None,
-            find_unused_parameters=has_random_branches,
-        )
-    if config.compile:
-        model = cast(nn.Module, torch.compile(model))
-    return model
+            self.log(line)
+        return result

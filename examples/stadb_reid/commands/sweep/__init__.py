@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from ...config import available_recipes, check_parallelism
+from ...engine.run_folder import RECORD_NAME
 from ...errors import ConfigError
 from .grid import BUNDLED_GRID_DIR, RunSpec, SweepGrid, load_grid
 from .report import REPORT_NAMES, build_report, markdown_report, write_report
-from .runner import RECORD_NAME, SweepFailedError, read_record, run_sweep
+from .runner import SweepFailedError, read_record, run_sweep
 from .stats import METRICS, PairedDifference, comparisons, paired_difference, summarise
 from .status import STATES, RunStatus, format_status, run_status
 

@@ -23,16 +23,12 @@ from typing import Any
 import torch
 
 from ...engine.precision import cpu_has_native_bf16
-from ...engine.preflight import METRICS_NAME
+from ...engine.run_folder import LAUNCH_NAME, LOG_NAME, METRICS_NAME, RECORD_NAME, SESSIONS_NAME
 from ...errors import ConfigError, ReIDError, TrainingInterruptedError
 from .grid import RunSpec
 from .records import load_record
 
 __all__ = [
-    "LAUNCH_NAME",
-    "LOG_NAME",
-    "RECORD_NAME",
-    "SESSIONS_NAME",
     "SweepFailedError",
     "close_session",
     "machine_description",
@@ -40,12 +36,6 @@ __all__ = [
     "run_sweep",
     "start_training",
 ]
-
-RECORD_NAME = "record.json"
-#: The run's output, its sessions (wall time, exit code) and its current launch, in its folder.
-LOG_NAME = "train.log"
-SESSIONS_NAME = "sessions.json"
-LAUNCH_NAME = "launch.json"
 
 
 class SweepFailedError(ReIDError, RuntimeError):

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...engine.run_folder import LAUNCH_NAME, LOG_NAME, RECORD_NAME, SESSIONS_NAME
 from .grid import RunSpec
-from .runner import LAUNCH_NAME, LOG_NAME, RECORD_NAME, SESSIONS_NAME
 
 __all__ = ["STATES", "SUBMITIT_DIR", "RunStatus", "format_status", "run_status"]
 

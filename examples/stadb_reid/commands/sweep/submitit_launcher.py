@@ -27,9 +27,10 @@ from typing import Any
 import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
+from ...engine.run_folder import LAUNCH_NAME, LOG_NAME
 from ...errors import ConfigError
 from .grid import RunSpec
-from .runner import LAUNCH_NAME, SweepFailedError, close_session, read_record, start_training
+from .runner import SweepFailedError, close_session, read_record, start_training
 from .status import SUBMITIT_DIR, run_status
 
 __all__ = ["SUBMITIT_DIR", "SchedulerOptions", "TrainJob", "run_sweep_submitit"]
@@ -115,7 +116,7 @@ class TrainJob(Checkpointable):
         returncode = self._process.wait()
         self._process = None
         if not close_session(self.spec, self.output_dir, self._started, returncode, self.threads, print):
-            log = self.output_dir / self.spec.folder / "train.log"
+            log = self.output_dir / self.spec.folder / LOG_NAME
             raise SweepFailedError(f"{self.spec.folder} failed (exit {returncode}): see {log}")
         record = read_record(self.output_dir, self.spec)
         assert record is not None
