@@ -51,3 +51,30 @@ def test_the_untrained_baselines_are_committed_records(name: str) -> None:
     row = TEXT.split(f"| {NETWORKS[name]}, untrained | - | ")[1].split(" |")[:5]
     keys = ("rank1", "rank5", "rank10", "mAP", "mINP")
     assert [float(cell) for cell in row] == pytest.approx([record["metrics"][key] for key in keys], abs=0.051)
+
+
+def test_the_demo_range_in_the_readme_and_results_is_the_seed_records() -> None:
+    report = json.loads((RECORDS / "demo_seeds.json").read_text())
+    assert report["name"] == "demo_seeds" and report["settings"][0]["seeds"] == [0, 1, 2]
+    trained, untrained = [], []
+    for seed in (0, 1, 2):
+        run = json.loads((RECORDS / "demo_seeds" / f"stadb_seed{seed}.json").read_text())
+        base = json.loads((RECORDS / "demo_seeds" / f"stadb_untrained_seed{seed}.json").read_text())
+        assert run["seed"] == base["seed"] == seed and "--config demo_cpu" in run["command"]
+        assert base["command"].startswith("stadb-reid evaluate --untrained --config demo_cpu")
+        assert run["learning_rates"] == [5e-4] + [1e-3] * 16 + [1e-4] * 7
+        assert report["settings"][0]["per_seed"][str(seed)]["rank1"] == run["metrics"]["rank1"]
+        trained.append(run["metrics"])
+        untrained.append(base["metrics"])
+        for name, metrics in (("untrained", base["metrics"]), ("24 epochs", run["metrics"])):
+            row = TEXT.split(f"| STADB, {name} | {seed} | ")[1].split(" |")[:5]
+            keys = ("rank1", "rank5", "rank10", "mAP", "mINP")
+            assert [float(cell) for cell in row] == pytest.approx([metrics[key] for key in keys], abs=0.051)
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    for key, label in (("rank1", "rank-1"), ("mAP", "mAP")):
+        low, high = (min(m[key] for m in untrained), max(m[key] for m in untrained))
+        trained_low, trained_high = (min(m[key] for m in trained), max(m[key] for m in trained))
+        readme_range = f"{label} {low:.1f}-{high:.1f}% -> {trained_low:.1f}-{trained_high:.1f}%"
+        assert readme_range in readme, readme_range
+        results_range = f"{label} {low:.1f}-{high:.1f} % -> {trained_low:.1f}-{trained_high:.1f} %"
+        assert results_range in TEXT, results_range
