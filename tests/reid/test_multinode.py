@@ -187,6 +187,13 @@ def test_a_lost_node_leaves_a_checkpoint_that_resume_continues_exactly(
     assert_same_run(output, one_node)
 
 
+# It passed on two engineers' runs, then hung once on a loaded 2-core machine: the restarted worker's
+# gloo connectFullMesh was refused by its peer's address and both agents waited. Until that is
+# understood it runs on request only (STADB_ELASTIC_TEST=1), so that it cannot stall CI.
+@pytest.mark.skipif(
+    os.environ.get("STADB_ELASTIC_TEST") != "1",
+    reason="hung once after an elastic restart (gloo connectFullMesh refused); STADB_ELASTIC_TEST=1 runs it",
+)
 def test_an_elastic_restart_continues_its_own_checkpoint_exactly(
     data_root: Path, one_node: Path, tmp_path: Path
 ) -> None:
