@@ -1,7 +1,7 @@
 """Tests of BatchDrop and batch_drop: the generic drop-layer battery, the block's geometry and draws."""
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -64,24 +64,32 @@ class TestBatchDrop(DropLayerTests):
         return result[0] if isinstance(result, tuple) else result
 
     def test_compile(self) -> None:
+        self.assert_compiled_draws_match({}, [self.inputs()])
+
+    def test_compile_dynamic(self) -> None:
+        self.assert_compiled_draws_match({"dynamic": True}, self.dynamic_inputs())
+
+    def assert_compiled_draws_match(
+        self, options: dict[str, Any], input_sets: Sequence[tuple[torch.Tensor, ...]]
+    ) -> None:
         # The random offsets are part of the graph; with Inductor's fallback to ATen's random ops, the
         # compiled layer draws what the eager one draws from the same seed.
         torch._dynamo.reset()
         layer = BatchDrop(**self.config)
-        compiled = torch.compile(layer, fullgraph=True)
-        (x,) = self.inputs()
-        results = []
+        compiled = torch.compile(layer, fullgraph=True, **options)
         with torch._inductor.config.patch(fallback_random=True):
-            for module in (layer, compiled):
-                leaf = x.clone().requires_grad_(True)
-                with same_draws(3):
-                    out = module(leaf)
-                out.sum().backward()
-                results.append((out.detach(), leaf.grad))
-        (expected, expected_grad), (actual, grad) = results
-        assert not bool((expected != 0).all())  # a block was dropped
-        torch.testing.assert_close(actual, expected, rtol=0, atol=0)
-        torch.testing.assert_close(grad, expected_grad, rtol=0, atol=0)
+            for (x,) in input_sets:
+                results = []
+                for module in (layer, compiled):
+                    leaf = x.clone().requires_grad_(True)
+                    with same_draws(3):
+                        out = module(leaf)
+                    out.sum().backward()
+                    results.append((out.detach(), leaf.grad))
+                (expected, expected_grad), (actual, grad) = results
+                assert not bool((expected != 0).all())  # a block was dropped
+                torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+                torch.testing.assert_close(grad, expected_grad, rtol=0, atol=0)
 
 
 @settings(max_examples=40, deadline=None)
