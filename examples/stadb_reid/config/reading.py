@@ -17,12 +17,28 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
 
-__all__ = ["MAX_CONFIG_BYTES", "read_config_file"]
+__all__ = ["MAX_CONFIG_BYTES", "read_bounded", "read_config_file"]
 
 #: Largest config file read (bytes): a config is a few dozen lines, so anything larger is a mistake.
 MAX_CONFIG_BYTES = 1 << 20
 # Python's names of a top-level scalar's type, in words.
 _KINDS = {"int": "a number", "float": "a number", "bool": "a boolean"}
+
+
+def read_bounded(path: Path, limit: int, where: str, kind: str) -> bytes:
+    """The bytes of ``path``, reading at most ``limit`` + 1 of them (a huge file is never loaded).
+
+    Raises:
+        ConfigError: ``where`` cannot be read, or is larger than ``limit`` (then it is not ``kind``).
+    """
+    try:
+        with path.open("rb") as file:
+            raw = file.read(limit + 1)
+    except OSError as error:
+        raise ConfigError(f"cannot read {where}: {error.strerror}") from None
+    if len(raw) > limit:
+        raise ConfigError(f"{where} is larger than {limit >> 20} MiB: not {kind}")
+    return raw
 
 
 def read_config_file(path: Path, what: str = "config file") -> DictConfig:
@@ -38,13 +54,7 @@ def read_config_file(path: Path, what: str = "config file") -> DictConfig:
             comments; ``{}`` is a mapping without settings), or holding an interpolation.
     """
     where = f"{what} {str(path)!r}"
-    try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_CONFIG_BYTES + 1)
-    except OSError as error:
-        raise ConfigError(f"cannot read {where}: {error.strerror}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{where} is larger than {MAX_CONFIG_BYTES >> 20} MiB: not a config")
+    raw = read_bounded(path, MAX_CONFIG_BYTES, where, "a config")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ...config.reading import read_bounded
 from ...errors import ConfigError
 from .grid import RunSpec
 from .stats import METRICS
@@ -38,13 +39,7 @@ def _refuse_constant(name: str) -> float:
 
 def _read_json(path: Path) -> Any:
     where = f"sweep record {str(path)!r}"
-    try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_RECORD_BYTES + 1)
-    except OSError as error:
-        raise ConfigError(f"cannot read {where}: {error.strerror}") from None
-    if len(raw) > MAX_RECORD_BYTES:
-        raise ConfigError(f"{where} is larger than {MAX_RECORD_BYTES >> 20} MiB: not a record")
+    raw = read_bounded(path, MAX_RECORD_BYTES, where, "a record")
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except UnicodeDecodeError as error:
