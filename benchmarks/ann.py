@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from threshold_drop import machine_description
 
 from stadb_reid.search import GalleryIndex, Shards, build_index, exact_search, search_shards, update_ann
+from stadb_reid.search.faiss_backend import import_faiss
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
@@ -85,6 +86,48 @@ def timed(function: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+def measure(
+    shards: Shards, queries: npt.NDArray[np.float32], truth: npt.NDArray[np.int64], rounds: int
+) -> dict[str, Any]:
+    """Recall@10 against ``truth``, single-query latency and batch-of-100 queries/s of the ANN search."""
+    results = search_shards(shards, queries, [""] * len(queries), top_k=10, backend="ann")
+    found = [[m.row for m in result.matches] for result in results]
+    recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))
+    singles = [
+        timed(lambda q=q: search_shards(shards, q[None], [""], top_k=10, backend="ann"))[0]
+        for q in queries[:100]
+    ]
+    batch = queries[:100]
+    batches = [
+        timed(lambda: search_shards(shards, batch, [""] * len(batch), top_k=10, backend="ann"))[0]
+        for _ in range(rounds)
+    ]
+    return {
+        "recall_at_10": recall,
+        "single_query_ms": {
+            "p50": 1e3 * statistics.median(singles),
+            "p90": 1e3 * float(np.percentile(singles, 90)),
+        },
+        "batch100_queries_per_s": len(batch) / statistics.median(batches),
+    }
+
+
+def build(args: argparse.Namespace, data: Structured, folder: Path) -> tuple[dict[str, Any], Any]:
+    """Write the chunks, build the ANN index on the first rows, extend it with the rest; the timings."""
+    first = int(args.rows * (1 - args.extend))
+    paths = [Path(f"/gallery/{i:09d}.jpg") for i in range(args.rows)]
+    embed = Embedder(data)
+    write_s, _ = timed(lambda: build_index(folder, paths[:first], embed, model_path="m", progress=False))
+    print(f"wrote {first} rows in {write_s:.0f} s", flush=True)
+    build_s, built = timed(lambda: update_ann(GalleryIndex.open(folder), args.kind))
+    print(f"built {built} in {build_s:.0f} s", flush=True)
+    build_index(folder, paths, embed, model_path="m", progress=False)
+    extend_s, extended = timed(lambda: update_ann(GalleryIndex.open(folder)))
+    print(f"extended {extended} in {extend_s:.0f} s", flush=True)
+    times = {"write_chunks_s": write_s, "build_s": build_s, "build_rows": first, "extend_s": extend_s}
+    return {**times, "extend_rows": args.rows - first}, extended
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -97,79 +140,45 @@ def main() -> None:
     parser.add_argument("--extend", type=float, default=0.1, help="fraction of the rows added afterwards")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--nprobe", default="", help="ivf-pq: comma-separated nprobe values also measured (a sweep)"
+    )
     parser.add_argument("--folder", type=Path, default=None, help="index folder (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     args = parser.parse_args()
     data = Structured(args)
     report: dict[str, Any] = {"machine": machine_description(), "command": " ".join(["python", *sys.argv])}
+    report["settings"] = {
+        k: getattr(args, k) for k in ("rows", "dim", "views", "latent", "kind", "extend", "queries")
+    }
     with tempfile.TemporaryDirectory(prefix="ann-bench-") as tmp:
         folder = args.folder or Path(tmp) / "gallery.index"
-        first = int(args.rows * (1 - args.extend))
-        paths = [Path(f"/gallery/{i:09d}.jpg") for i in range(args.rows)]
-        embed = Embedder(data)
-        write_s, _ = timed(lambda: build_index(folder, paths[:first], embed, model_path="m", progress=False))
-        print(f"wrote {first} rows in {write_s:.0f} s", flush=True)
-        build_s, built = timed(lambda: update_ann(GalleryIndex.open(folder), args.kind))
-        print(f"built {built} in {build_s:.0f} s", flush=True)
-        build_index(folder, paths, embed, model_path="m", progress=False)
-        extend_s, extended = timed(lambda: update_ann(GalleryIndex.open(folder)))
-        print(f"extended {extended} in {extend_s:.0f} s", flush=True)
+        times, extended = build(args, data, folder)
+        report.update(times)
+        plan = extended.plan
+        report["plan"] = {"kind": plan.kind, "factory": plan.factory, "nprobe": plan.nprobe}
         shards = Shards.open([folder])
         rng = np.random.default_rng(1)
-        identities = rng.integers(0, args.rows // args.views, args.queries)
-        queries = data.rows(identities, seed=10**9)
+        queries = data.rows(rng.integers(0, args.rows // args.views, args.queries), seed=10**9)
         chunks = shards.chunks
-        exact_s, (_, truth) = timed(lambda: exact_search(queries, chunks, 10))
-        results = search_shards(shards, queries, [""] * len(queries), top_k=10, backend="ann")
-        found = [[m.row for m in result.matches] for result in results]
-        recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))
-        singles = [
-            timed(lambda q=q: search_shards(shards, q[None], [""], top_k=10, backend="ann"))[0]
-            for q in queries[:100]
-        ]
-        batch = queries[:100]
-        ann_batch = [
-            timed(lambda: search_shards(shards, batch, [""] * 100, top_k=10, backend="ann"))[0]
-            for _ in range(args.rounds)
-        ]
-        exact_batch = [timed(lambda: exact_search(batch, chunks, 10))[0] for _ in range(args.rounds)]
-        ann_bytes = extended.bytes if extended is not None else 0
-        report.update(
-            {
-                "settings": {
-                    k: getattr(args, k)
-                    for k in ("rows", "dim", "views", "latent", "kind", "extend", "queries")
-                },
-                "plan": {
-                    "kind": extended.plan.kind,
-                    "factory": extended.plan.factory,
-                    "nprobe": extended.plan.nprobe,
-                }
-                if extended
-                else None,
-                "write_chunks_s": write_s,
-                "build_s": build_s,
-                "build_rows": first,
-                "extend_s": extend_s,
-                "extend_rows": args.rows - first,
-                "recall_at_10": recall,
-                "single_query_ms": {
-                    "p50": 1e3 * statistics.median(singles),
-                    "p90": 1e3 * float(np.percentile(singles, 90)),
-                },
-                "batch100_queries_per_s": {
-                    "ann": 100 / statistics.median(ann_batch),
-                    "exact": 100 / statistics.median(exact_batch),
-                },
-                "ann_bytes": ann_bytes,
-                "ann_bytes_per_image": ann_bytes / args.rows,
-                "float32_bytes_per_image": 4 * args.dim,
-                "exact_search_for_recall_s": exact_s,
-            }
-        )
-        report["speedup_batch100"] = (
-            report["batch100_queries_per_s"]["ann"] / report["batch100_queries_per_s"]["exact"]
-        )
+        report["exact_search_for_recall_s"], (_, truth) = timed(lambda: exact_search(queries, chunks, 10))
+        exact_batch = [timed(lambda: exact_search(queries[:100], chunks, 10))[0] for _ in range(args.rounds)]
+        exact_rate = len(queries[:100]) / statistics.median(exact_batch)
+        report["exact_batch100_queries_per_s"] = exact_rate
+        report.update(measure(shards, queries, truth, args.rounds))
+        report["speedup_batch100"] = report["batch100_queries_per_s"] / exact_rate
+        sweep = {}
+        for nprobe in [int(v) for v in args.nprobe.split(",") if v]:
+            ann = shards.anns[0]
+            assert ann is not None
+            import_faiss().extract_index_ivf(ann.index).nprobe = nprobe
+            sweep[nprobe] = measure(shards, queries, truth, args.rounds)
+            sweep[nprobe]["speedup_batch100"] = sweep[nprobe]["batch100_queries_per_s"] / exact_rate
+            print(f"nprobe {nprobe}: {json.dumps(sweep[nprobe])}", flush=True)
+        report["nprobe_sweep"] = sweep
+        report["ann_bytes"] = extended.bytes
+        report["ann_bytes_per_image"] = extended.bytes / args.rows
+        report["float32_bytes_per_image"] = 4 * args.dim
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ann.json").write_text(json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=1))

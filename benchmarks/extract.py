@@ -2,15 +2,16 @@
 
 Parts (one process):
 
-* ``paths``: images/s of a random-weight ResNet-50 STADB network (the shapes and FLOPs of a trained
-  one) at ``--height x --width``, batch ``--batch-size``, for each path: ``fp32`` (eager, the
-  reference), ``fp32-cl`` (eager, channels-last), ``bf16-autocast`` (the old ``amp="bf16"``),
-  ``bf16`` and ``onnx`` (the extractor's own runtimes), ``compile`` (``torch.compile`` with
-  Inductor freezing, fp32; ``--compile``), ``openvino-fp32`` and ``openvino-bf16`` (when openvino is
-  installed). Rounds run every path once, in rotated order; medians of ``--rounds`` rounds. The same
-  run measures an fp32 and a bf16 ``torch.mm`` (``--matmul`` square) the same way, and the network's
-  FLOPs (``torch.utils.flop_counter``), so each path's GFLOP/s is also a share of both matmul rates.
-  Each path's minimum cosine similarity to fp32 on the batch is reported too.
+* ``paths``: images/s of a random-weight ResNet-50 STADB network (the shapes and FLOPs of a trained one)
+  at ``--height x --width``, batch ``--batch-size``, for each path: ``fp32`` (eager, the reference),
+  ``fp32-cl`` (eager, channels-last), ``bf16-autocast`` (the old ``amp="bf16"``), ``bf16`` and ``onnx``
+  (the extractor's own runtimes), ``compile`` and ``compile-bf16`` (``torch.compile`` with Inductor
+  freezing, fp32 and bf16 channels-last; ``--compile``), ``openvino-fp32`` and ``openvino-bf16`` (when
+  openvino is installed). Rounds run every path once, in rotated order; medians of ``--rounds`` rounds.
+  The same run measures an fp32 and a bf16 ``torch.mm`` (``--matmul`` square) the same way, and the
+  network's FLOPs (``torch.utils.flop_counter``), so each path's GFLOP/s is also a share of both matmul
+  rates. Each path's minimum cosine similarity to fp32 on the batch is reported too; ``--profile`` adds
+  the ``auto`` path's time by operator (one batch, ``torch.profiler``).
 * ``index``: ``stadb-reid index`` (:func:`~stadb_reid.commands.index_gallery`, ``auto`` precision,
   ``--workers`` decoding processes) of ``--images`` JPEG files against the same extractor on the
   same images already decoded and resized in memory, interleaved.
@@ -52,6 +53,7 @@ from stadb_reid.commands.extract import find_images
 from stadb_reid.commands.streaming import StreamingEmbedder, pending_images
 from stadb_reid.data.synthetic import render_person
 from stadb_reid.inference import ReIDExtractor, cpu_has_native_bf16
+from stadb_reid.inference.precision import onnx_program
 from stadb_reid.search import GalleryIndex, build_index
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
@@ -71,6 +73,44 @@ def rounds(cases: dict[str, Callable[[], Any]], count: int) -> dict[str, list[fl
             out[name].append(timed(cases[name]))
         print(f"  round {r + 1}/{count}: " + ", ".join(f"{n} {out[n][-1]:.2f} s" for n in names), flush=True)
     return out
+
+
+def operator_shares(function: Callable[[], Any], top: int = 8) -> dict[str, float]:
+    """Shares of one call's CPU time by operator (self time), the largest ``top``, after a warm-up call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    function()
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        function()
+    events = profiler.key_averages()
+    total = sum(event.self_cpu_time_total for event in events)
+    ranked = sorted(events, key=lambda event: -event.self_cpu_time_total)[:top]
+    return {event.key: event.self_cpu_time_total / total for event in ranked}
+
+
+def onnx_int8_path(network: torch.nn.Module, x: torch.Tensor, calibration: torch.Tensor, folder: Path) -> Any:
+    """ONNX Runtime on the network quantised to int8 (static, QDQ, per-channel weights), calibrated on
+    ``calibration`` (normalised synthetic people): the int8 candidate, measured for speed and parity."""
+    ort: Any = importlib.import_module("onnxruntime")
+    quantization: Any = importlib.import_module("onnxruntime.quantization")
+
+    class Batches(quantization.CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.batches = iter(calibration.split(8))
+
+        def get_next(self) -> dict[str, Any] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {"images": batch.numpy()}
+
+    fp32, int8 = folder / "fp32.onnx", folder / "int8.onnx"
+    onnx_program(network, x[:2]).save(str(fp32))
+    quantization.quantize_static(
+        str(fp32), str(int8), Batches(), quant_format=quantization.QuantFormat.QDQ, per_channel=True
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
+    return lambda: torch.from_numpy(session.run(["embeddings"], {"images": x.numpy()})[0])
 
 
 def openvino_paths(network: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], Any]]:
@@ -120,10 +160,23 @@ def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
         inductor.freezing = True
         compiled = torch.compile(network)
+        low = copy.deepcopy(network).to(torch.bfloat16).to(memory_format=torch.channels_last)
+        compiled_bf16, x_bf16 = torch.compile(low), x_cl.to(torch.bfloat16)
         paths["compile"] = lambda: eager(compiled, normalised)
+        paths["compile-bf16"] = lambda: eager(compiled_bf16, x_bf16)
     paths.update(openvino_paths(network, normalised))
+    if args.int8:
+        people = [
+            render_person(i % 16, i % 2, image_seed=i, height=args.height, width=args.width)
+            for i in range(64)
+        ]
+        calibration = extractors["fp32"]._normalised(
+            torch.stack([extractors["fp32"]._single(p) for p in people])
+        )
+        paths["onnx-int8"] = onnx_int8_path(network, normalised, calibration, root)
     auto = ReIDExtractor(folder)
     print(f"auto: {auto.precision_description}", flush=True)
+    profile = operator_shares(lambda: auto._run(normalised)) if args.profile else None
     with FlopCounterMode(display=False) as counter:
         eager(network, normalised[:1])
     flops_per_image = counter.get_total_flops()
@@ -131,18 +184,19 @@ def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     cosines = {}
     for name, path in paths.items():  # also the warm-up (compilation, kernel choice)
         cosines[name] = F.cosine_similarity(path().float(), reference, dim=1).min().item()
-    n = args.matmul
+    n, repeats = args.matmul, args.matmul_repeats
     a32, b32 = torch.randn(n, n), torch.randn(n, n)
     a16, b16 = a32.bfloat16(), b32.bfloat16()
     cases: dict[str, Callable[[], Any]] = {
         **paths,
-        "matmul-fp32": lambda: torch.mm(a32, b32),
-        "matmul-bf16": lambda: torch.mm(a16, b16),
+        "matmul-fp32": lambda: [torch.mm(a32, b32) for _ in range(repeats)],
+        "matmul-bf16": lambda: [torch.mm(a16, b16) for _ in range(4 * repeats)],
     }
     cases["matmul-fp32"](), cases["matmul-bf16"]()
     times = rounds(cases, args.rounds)
     median = {name: statistics.median(values) for name, values in times.items()}
-    rate32, rate16 = (2 * n**3 / median[f"matmul-{d}"] / 1e9 for d in ("fp32", "bf16"))
+    rate32 = 2 * n**3 * repeats / median["matmul-fp32"] / 1e9
+    rate16 = 2 * n**3 * 4 * repeats / median["matmul-bf16"] / 1e9
     rows = {}
     for name in paths:
         gflops = args.batch_size * flops_per_image / median[name] / 1e9
@@ -166,6 +220,7 @@ def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "seconds": {d: times[f"matmul-{d}"] for d in ("fp32", "bf16")},
         },
         "gflop_per_image": flops_per_image / 1e9,
+        "auto_profile": profile,
         "cpu_has_native_bf16": cpu_has_native_bf16(),
         "settings": {k: getattr(args, k) for k in ("backbone", "height", "width", "batch_size", "rounds")},
     }
@@ -223,6 +278,9 @@ def table(report: dict[str, Any]) -> str:
         f"\nmatmul {m['n']}: fp32 {m['fp32_gflop_per_s']:.0f} GFLOP/s, bf16 {m['bf16_gflop_per_s']:.0f}"
     )
     lines.append(f"auto: {report['paths']['auto']}")
+    if report["paths"]["auto_profile"]:
+        shares = report["paths"]["auto_profile"].items()
+        lines.append("auto's time by operator: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in shares))
     if "index" in report:
         rates = report["index"]["images_per_s"]
         lines.append(
@@ -243,9 +301,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--matmul", type=int, default=2048, help="side of the square matmuls")
     parser.add_argument(
+        "--matmul-repeats", type=int, default=8, help="fp32 matmuls a timing (bf16: four times as many)"
+    )
+    parser.add_argument(
+        "--int8", action="store_true", help="also ONNX Runtime int8 (static, calibrated on synthetic people)"
+    )
+    parser.add_argument("--profile", action="store_true", help="also profile one batch of the auto path")
+    parser.add_argument(
         "--compile", action="store_true", help="also torch.compile with freezing (slow to build)"
     )
-    parser.add_argument("--images", type=int, default=64, help="images of the index part")
+    parser.add_argument("--images", type=int, default=256, help="images of the index part")
     parser.add_argument("--workers", type=int, default=2, help="decoding processes of the index part")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: paths,index")
     parser.add_argument("--tiny", action="store_true", help="a smoke run: ResNet-18 at 64 x 32, batch 4")
@@ -253,7 +318,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.tiny:
         args.backbone, args.height, args.width, args.batch_size, args.images = "resnet18", 64, 32, 4, 8
-        args.rounds, args.matmul = 2, 256
+        args.rounds, args.matmul, args.matmul_repeats = 2, 256, 1
     skip = set(filter(None, args.skip.split(",")))
     report: dict[str, Any] = {"machine": machine_description(), "command": " ".join(["python", *sys.argv])}
     with tempfile.TemporaryDirectory(prefix="extract-bench-") as tmp:

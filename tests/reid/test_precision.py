@@ -5,6 +5,7 @@ ResNet-18 STADB network of the extractor tests; parity is checked as the issue s
 every cosine >= 0.999, rank-1 and mAP within 0.3 points of fp32.
 """
 
+import copy
 import importlib.util
 
 import numpy as np
@@ -121,3 +122,35 @@ def test_the_index_stream_gives_the_extractors_embeddings(model, tmp_path, worke
     stream = StreamingEmbedder(extractor, lambda: paths, workers)
     np.testing.assert_allclose(np.concatenate([stream(paths[:3]), stream(paths[3:])]), expected, atol=1e-6)
     np.testing.assert_allclose(stream(paths[1:2]), expected[1:2], atol=1e-6)  # out of order: in-process
+
+
+@pytest.mark.parametrize(
+    ("variant", "attention"),
+    [
+        ("stadb", "cbam"),
+        ("stadb", "se"),
+        ("stadb", "srm"),
+        ("stadb", "triplet"),
+        ("global", "cbam"),
+        ("bdb", "cbam"),
+    ],
+)
+def test_bf16_folds_batch_norms_exactly_and_leaves_the_network_alone(
+    tmp_path, variant: str, attention: str
+) -> None:
+    network = tiny_network(tiny_config(tmp_path, **{"model.variant": variant, "model.attention": attention}))
+    tensors = {name: t for name, t in network.state_dict().items() if isinstance(t, torch.Tensor)}
+    before = {name: tensor.clone() for name, tensor in tensors.items()}
+    x = torch.randn(3, 3, HEIGHT, WIDTH)
+    folded = precision_module._fold_batch_norms(copy.deepcopy(network))
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), network(x), rtol=1e-5, atol=1e-5)
+
+    def norms(module: torch.nn.Module) -> int:
+        return sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+    assert (
+        norms(folded.get_submodule("backbone")) == 0 < norms(network.backbone)
+    )  # the backbone is nearly all the work
+    state = network.state_dict()
+    assert all(torch.equal(state[name], tensor) for name, tensor in before.items())
