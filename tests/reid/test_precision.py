@@ -126,14 +126,7 @@ def test_the_index_stream_gives_the_extractors_embeddings(model, tmp_path, worke
 
 @pytest.mark.parametrize(
     ("variant", "attention"),
-    [
-        ("stadb", "cbam"),
-        ("stadb", "se"),
-        ("stadb", "srm"),
-        ("stadb", "triplet"),
-        ("global", "cbam"),
-        ("bdb", "cbam"),
-    ],
+    [("stadb", "cbam"), ("stadb", "triplet"), ("bdb", "cbam")],  # fx cannot trace TripletAttention
 )
 def test_bf16_folds_batch_norms_exactly_and_leaves_the_network_alone(
     tmp_path, variant: str, attention: str
