@@ -6,6 +6,7 @@ process only in how the ranks find each other, and gloo sums two ranks' gradient
 the same on one node or two, so bit-identical weights are the right bar (no tolerance).
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,19 @@ import pytest
 import torch
 
 from stadb_reid.data import generate_synthetic_reid
-from stadb_reid.engine import load_checkpoint
+from stadb_reid.engine import load_checkpoint, train
+from stadb_reid.engine.elastic import check_restart_store
+from stadb_reid.errors import ConfigError
 
 from .test_distributed import free_port
+from .test_run_guards import tiny_config
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds workers through /proc")
 
 EPOCHS = 3
+# Every wait is bounded, so that a stuck agent fails its test instead of stalling the suite.
+START_TIMEOUT = 300  # until the first checkpoint (the agents start, rendezvous and train an epoch)
+RUN_TIMEOUT = 420  # until every agent of a run has exited
 # 32 training identities at P = 2 per rank: 8 steps an epoch, time to lose a node after epoch 1.
 DATA: dict[str, Any] = {
     "num_train_identities": 32,
@@ -63,19 +71,72 @@ def torchrun(*launch: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", *launch]
 
 
-def environment() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
+def environment(**extra: str) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
 
 
-def start_nodes(command: list[str], port: int, logs: Path) -> list[subprocess.Popen[bytes]]:
-    """Start one agent per node, the first (the one hosting the rendezvous store) listening first."""
-    nodes = []
-    for node in range(2):
-        log = (logs / f"node{node}.log").open("wb")
-        nodes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment()))
-        if node == 0:
-            wait_until(lambda: listening(port), nodes, "the first agent's rendezvous store")
-    return nodes
+class Agents:
+    """The torchrun agents of a test, each with its log in ``logs``; :meth:`kill` ends those left."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def launch(self, command: list[str], name: str, **env: str) -> subprocess.Popen[bytes]:
+        """Start one agent, logging to ``name.log``."""
+        with (self.logs / f"{name}.log").open("wb") as log:
+            agent = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment(**env))
+        self.started.append(agent)
+        return agent
+
+    def start(self, command: list[str], port: int, **env: str) -> list[subprocess.Popen[bytes]]:
+        """Start one agent per node, the first (the one hosting the rendezvous store) listening first."""
+        nodes = [self.launch(command, "node0", **env)]
+        self.wait_until(lambda: listening(port), nodes, "the first agent's rendezvous store")
+        return [*nodes, self.launch(command, "node1", **env)]
+
+    def wait_until(
+        self, condition: Callable[[], bool], nodes: list[subprocess.Popen[bytes]], what: str
+    ) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not condition():
+            assert all(node.poll() is None for node in nodes), f"an agent exited before {what}\n{self.log()}"
+            assert time.monotonic() < deadline, f"no {what} after {START_TIMEOUT} s\n{self.log()}"
+            time.sleep(0.05)
+
+    def finish(self, nodes: list[subprocess.Popen[bytes]], timeout: float = RUN_TIMEOUT) -> list[int]:
+        """The agents' exit codes, once all have exited (within ``timeout`` seconds in all)."""
+        deadline = time.monotonic() + timeout
+        try:
+            return [node.wait(timeout=max(deadline - time.monotonic(), 0)) for node in nodes]
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the agents still run after {timeout} s\n{self.log()}") from None
+
+    def log(self) -> str:
+        """The end of every node's log, for failure messages."""
+        return "\n".join(
+            f"--- {path.name} ---\n{path.read_text(errors='replace')[-3000:]}"
+            for path in sorted(self.logs.glob("*.log"))
+        )
+
+    def kill(self) -> None:
+        """SIGKILL every agent still running and its workers (stopped first, so that none restarts)."""
+        for agent in self.started:
+            if agent.poll() is None:
+                agent.send_signal(signal.SIGSTOP)
+                for pid in [*descendants(agent.pid), agent.pid]:
+                    with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+                        os.kill(pid, signal.SIGKILL)
+                agent.wait(timeout=60)
+
+
+@pytest.fixture
+def agents(tmp_path: Path) -> Iterator[Agents]:
+    started = Agents(tmp_path)
+    try:
+        yield started
+    finally:
+        started.kill()
 
 
 def two_nodes(port: int, run_id: str, *options: str) -> list[str]:
@@ -90,18 +151,6 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wait_until(condition, nodes: list[subprocess.Popen[bytes]], what: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert all(node.poll() is None for node in nodes), f"an agent exited before {what}"
-        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
-        time.sleep(0.05)
-
-
-def finish(nodes: list[subprocess.Popen[bytes]]) -> list[int]:
-    return [node.wait(timeout=600) for node in nodes]
-
-
 def children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -112,6 +161,11 @@ def children(pid: int) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             found.append(int(entry.name))
     return found
+
+
+def descendants(pid: int) -> list[int]:
+    found = children(pid)
+    return [*found, *(grandchild for child in found for grandchild in descendants(child))]
 
 
 def lose_node(agent: subprocess.Popen[bytes]) -> None:
@@ -139,47 +193,42 @@ def assert_same_run(run: Path, reference: Path) -> None:
 @pytest.fixture(scope="module")
 def one_node(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference: one node, two processes."""
-    output = tmp_path_factory.mktemp("one_node")
+    output, logs = tmp_path_factory.mktemp("one_node"), tmp_path_factory.mktemp("one_node_log")
     command = [
         *torchrun("--nproc_per_node=2", "--master-port", str(free_port())),
         *train_arguments(data_root, output),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment())
-    assert result.returncode == 0, result.stderr[-3000:]
+    agents = Agents(logs)
+    try:
+        assert agents.finish([agents.launch(command, "one_node")]) == [0], agents.log()
+    finally:
+        agents.kill()
     return output
 
 
 def test_two_nodes_train_the_same_weights_as_one_node(
-    data_root: Path, one_node: Path, tmp_path: Path
+    data_root: Path, one_node: Path, tmp_path: Path, agents: Agents
 ) -> None:
     port, output = free_port(), tmp_path / "run"
-    nodes = start_nodes([*two_nodes(port, "same"), *train_arguments(data_root, output)], port, tmp_path)
-    assert finish(nodes) == [0, 0], (tmp_path / "node0.log").read_text()[-3000:]
+    nodes = agents.start([*two_nodes(port, "same"), *train_arguments(data_root, output)], port)
+    assert agents.finish(nodes) == [0, 0], agents.log()
     assert_same_run(output, one_node)
 
 
-def lose_a_node_after_the_first_epoch(
-    command: list[str], port: int, output: Path, logs: Path
-) -> list[subprocess.Popen[bytes]]:
-    nodes = start_nodes(command, port, logs)
-    wait_until((output / "checkpoint.pt").exists, nodes, "checkpoint")
-    lose_node(nodes[1])
-    return nodes
-
-
 def test_a_lost_node_leaves_a_checkpoint_that_resume_continues_exactly(
-    data_root: Path, one_node: Path, tmp_path: Path
+    data_root: Path, one_node: Path, tmp_path: Path, agents: Agents
 ) -> None:
     port, output, run_id = free_port(), tmp_path / "run", uuid.uuid4().hex
-    command = [*two_nodes(port, run_id), *train_arguments(data_root, output)]
-    survivor = lose_a_node_after_the_first_epoch(command, port, output, tmp_path)[0]
-    assert survivor.wait(timeout=300) != 0, "the surviving node stops (gloo loses its peer)"
+    nodes = agents.start([*two_nodes(port, run_id), *train_arguments(data_root, output)], port)
+    agents.wait_until((output / "checkpoint.pt").exists, nodes, "checkpoint")
+    lose_node(nodes[1])
+    assert agents.finish(nodes[:1]) != [0], "the surviving node stops (gloo loses its peer)"
     state = load_checkpoint(output / "checkpoint.pt")
     assert 1 <= state["completed_epochs"] < EPOCHS and not (output / "metrics.json").exists()
 
     port = free_port()
     resumed = [*two_nodes(port, uuid.uuid4().hex), *train_arguments(data_root, output), "--resume"]
-    assert finish(start_nodes(resumed, port, tmp_path)) == [0, 0]
+    assert agents.finish(agents.start(resumed, port)) == [0, 0], agents.log()
     assert (
         f"resuming from {output / 'checkpoint.pt'}"
         in (tmp_path / "node0.log").read_text() + (tmp_path / "node1.log").read_text()
@@ -187,25 +236,58 @@ def test_a_lost_node_leaves_a_checkpoint_that_resume_continues_exactly(
     assert_same_run(output, one_node)
 
 
-# It passed on two engineers' runs, then hung once on a loaded 2-core machine: the restarted worker's
-# gloo connectFullMesh was refused by its peer's address and both agents waited. Until that is
-# understood it runs on request only (STADB_ELASTIC_TEST=1), so that it cannot stall CI.
-@pytest.mark.skipif(
-    os.environ.get("STADB_ELASTIC_TEST") != "1",
-    reason="hung once after an elastic restart (gloo connectFullMesh refused); STADB_ELASTIC_TEST=1 runs it",
-)
+# torchrun's agent keeps the store of the first attempt (torch 2.5 and later), where the restarted
+# workers could read each other's old gloo addresses: refused, or waiting for ever (it hung once).
+# TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 gives every attempt a fresh store; the trainer asks for it.
+FRESH_STORE = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
 def test_an_elastic_restart_continues_its_own_checkpoint_exactly(
-    data_root: Path, one_node: Path, tmp_path: Path
+    data_root: Path, one_node: Path, tmp_path: Path, agents: Agents
 ) -> None:
     # No --resume: a worker crashes after epoch 1; both agents restart their workers (torchrun
     # --max-restarts), which continue the checkpoint this job (its rendezvous id) wrote.
     port, output = free_port(), tmp_path / "run"
     command = [*two_nodes(port, uuid.uuid4().hex, "--max-restarts=1"), *train_arguments(data_root, output)]
-    nodes = start_nodes(command, port, tmp_path)
-    wait_until((output / "checkpoint.pt").exists, nodes, "checkpoint")
+    nodes = agents.start(command, port, **FRESH_STORE)
+    agents.wait_until((output / "checkpoint.pt").exists, nodes, "checkpoint")
     for worker in children(nodes[1].pid):
         os.kill(worker, signal.SIGKILL)
-    assert finish(nodes) == [0, 0], (tmp_path / "node0.log").read_text()[-3000:]
+    assert agents.finish(nodes) == [0, 0], agents.log()
     logs = (tmp_path / "node0.log").read_text() + (tmp_path / "node1.log").read_text()
-    assert f"this torchrun job wrote {output / 'checkpoint.pt'}: continuing it" in logs
+    assert f"this torchrun job wrote {output / 'checkpoint.pt'}: continuing it" in logs, agents.log()
     assert_same_run(output, one_node)
+
+
+TORCHRUN_ENVIRONMENTS = [
+    ({"WORLD_SIZE": "2", "TORCHELASTIC_MAX_RESTARTS": "1", "TORCHELASTIC_USE_AGENT_STORE": "True"}, True),
+    ({"WORLD_SIZE": "2", "TORCHELASTIC_MAX_RESTARTS": "1", "TORCHELASTIC_USE_AGENT_STORE": "False"}, False),
+    ({"WORLD_SIZE": "2", "TORCHELASTIC_MAX_RESTARTS": "0", "TORCHELASTIC_USE_AGENT_STORE": "True"}, False),
+    ({"WORLD_SIZE": "1", "TORCHELASTIC_MAX_RESTARTS": "3", "TORCHELASTIC_USE_AGENT_STORE": "True"}, False),
+    ({}, False),
+]
+
+
+@pytest.mark.parametrize(("variables", "refused"), TORCHRUN_ENVIRONMENTS)
+def test_restarts_through_the_first_attempts_store_are_refused(
+    variables: dict[str, str], refused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("WORLD_SIZE", "TORCHELASTIC_MAX_RESTARTS", "TORCHELASTIC_USE_AGENT_STORE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    if refused:
+        with pytest.raises(ConfigError, match="TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"):
+            check_restart_store()
+    else:
+        check_restart_store()
+
+
+def test_train_refuses_restarts_through_the_first_attempts_store_before_joining(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No MASTER_* variables: had train() tried to join the process group, that would fail differently.
+    for name, value in TORCHRUN_ENVIRONMENTS[0][0].items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="--max-restarts"):
+        train(tiny_config(tmp_path, 1), progress=False, log=lambda _: None)

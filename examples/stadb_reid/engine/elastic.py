@@ -10,17 +10,26 @@ Restart counts cannot decide it: an agent that restarts its workers because anot
 counts no restart. A checkpoint of another job is never continued unasked, so with an id that
 several jobs share (``none``, torchrun's multi-node default) a restart cannot resume: give torchrun
 a unique ``--rdzv-id`` (``$SLURM_JOB_ID``) or pass ``--resume``.
+
+Restarted workers must also meet in a fresh store. By default (torch 2.5 and later) torchrun's agent
+hosts the store that the workers' process group is set up through, and keeps it across restarts, so
+a restarted rank can read the address its peer published in the attempt before: gloo then connects
+to a dead process (refused) or waits for a connection that never comes, and the job hangs
+(pytorch/pytorch#135712; restart counts differ between nodes, so they cannot scope the keys).
+``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` in torchrun's environment makes every attempt set up a
+new store (c10d rendezvous); the trainer refuses ``--max-restarts`` without it.
 """
 
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from .checkpoint import load_latest_checkpoint
 
-__all__ = ["continues_own_checkpoint", "torchrun_run_id"]
+__all__ = ["check_restart_store", "continues_own_checkpoint", "torchrun_run_id"]
 
+_AGENT_STORE = "TORCHELASTIC_USE_AGENT_STORE"
 _MAX_RESTARTS = "TORCHELASTIC_MAX_RESTARTS"
 _RUN_ID = "TORCHELASTIC_RUN_ID"
 _SHARED_RUN_ID = "none"
@@ -29,6 +38,22 @@ _SHARED_RUN_ID = "none"
 def torchrun_run_id() -> str | None:
     """The torchrun job's rendezvous id, ``None`` outside torchrun."""
     return os.environ.get(_RUN_ID)
+
+
+def check_restart_store() -> None:
+    """Refuse a torchrun job whose restarted workers would set up their group in the earlier store.
+
+    Raises:
+        ConfigError: Several workers, ``--max-restarts`` above 0, and the workers use the agent's
+            store (``TORCHELASTIC_USE_AGENT_STORE``), which outlives an attempt.
+    """
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if several and int(os.environ.get(_MAX_RESTARTS, "0")) > 0 and os.environ.get(_AGENT_STORE) == "True":
+        raise ConfigError(
+            "torchrun --max-restarts keeps the store of the first attempt, where restarted workers can "
+            "read their peers' old addresses and hang (pytorch/pytorch#135712): start torchrun with "
+            "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 and --rdzv-backend=c10d (or --standalone)"
+        )
 
 
 def continues_own_checkpoint(checkpoint_path: Path, log: Callable[[str], None]) -> bool:

@@ -33,7 +33,7 @@ from .build import (
 )
 from .checkpoint import load_latest_checkpoint
 from .distributed import DistributedContext
-from .elastic import continues_own_checkpoint, torchrun_run_id
+from .elastic import check_restart_store, continues_own_checkpoint, torchrun_run_id
 from .evaluate import evaluate_model
 from .hooks import CheckpointHook, EvalHook, InterruptHook, ProgressHook, TensorBoardHook
 from .interrupt import GracefulStop
@@ -89,7 +89,8 @@ def train(
 
     Raises:
         ConfigError: A config value is out of range, the dataset cannot fill a batch or has no
-            evaluable query, or the output folder is unusable or holds a run (checked before training).
+            evaluable query, or the output folder is unusable or holds a run (checked before training),
+            or torchrun would restart the workers through the first attempt's store.
         TrainingDivergedError: The loss or a gradient became NaN or infinite; the message names the
             step and the last checkpoint, which holds the last finite weights.
         TrainingInterruptedError: On SIGINT/SIGTERM, after saving a checkpoint.
@@ -99,6 +100,7 @@ def train(
     validate_config(config)
     if resume and overwrite:
         raise ConfigError("choose --resume or --overwrite, not both")
+    check_restart_store()
     context = DistributedContext.from_environment(resolve_device(config.device))
     try:
         if not context.is_main:
