@@ -49,12 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from threshold_drop import ForeignLoad, machine_description
 
 from stadb_reid.config import config_to_dict, load_config
-from stadb_reid.data import IMAGENET_MEAN, IMAGENET_STD
+from stadb_reid.config.schema import IMAGENET_MEAN, IMAGENET_STD
 from stadb_reid.data.synthetic import render_person
 from stadb_reid.inference import ReIDExtractor
 from stadb_reid.model import STADBNet
-from stadb_reid.model.folder import save_model_folder
-from stadb_reid.model.folder_config import model_folder_config
+from stadb_reid.model.folder import model_folder_config, save_model_folder
 from stadb_reid.search import (
     GalleryIndex,
     build_index,

@@ -16,9 +16,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from stadb_reid.config import DataConfig
+from stadb_reid.config.schema import IMAGENET_MEAN, IMAGENET_STD
 from stadb_reid.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     DatasetFormatError,
     DatasetNotFoundError,
     EmptyDatasetError,

@@ -17,9 +17,8 @@ from stadb_reid.cli import app, main
 from stadb_reid.commands import export_checkpoint, extract_folder
 from stadb_reid.commands.export import PREPROCESSING_FILE
 from stadb_reid.config import Config, config_to_dict, load_config
+from stadb_reid.config.schema import IMAGENET_MEAN, IMAGENET_STD
 from stadb_reid.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     DatasetNotFoundError,
     EmptyDatasetError,
     UnreadableImageError,

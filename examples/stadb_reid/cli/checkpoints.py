@@ -116,7 +116,7 @@ def export(
     """Write the eval-mode model as ONNX, TorchScript, safetensors weights or a model folder to share."""
     from ..commands import ExportFormat, export_checkpoint
     from ..commands.verify import verify_export
-    from ..model.folder import FOLDER_FILES
+    from ..model.folder.names import FOLDER_FILES
 
     try:
         export_format = ExportFormat(format_)
@@ -177,7 +177,7 @@ def extract(
 ) -> None:
     """Embed every image under IMAGES into an N x D float32 array, rows in the order of FEATS.txt."""
     from ..commands import extract_folder
-    from ..model.folder import resolve_model_folder
+    from ..model.folder.files import resolve_model_folder
 
     if (checkpoint is None) == (model is None):
         raise typer.BadParameter("give either --checkpoint FILE or --model DIR", param_hint="--checkpoint")

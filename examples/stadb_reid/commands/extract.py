@@ -32,9 +32,10 @@ from ..data import (
     read_image,
 )
 from ..engine.build import resolve_device
-from ..inference import Precision, ReIDExtractor, trained_model_config
+from ..inference import Precision, ReIDExtractor
 from ..model import STADBNet
-from ..model.folder import load_model_folder
+from ..model.folder.config import trained_model_config
+from ..model.folder.files import load_model_folder
 from .evaluate import load_trained_model
 
 __all__ = ["extract_folder", "find_images"]

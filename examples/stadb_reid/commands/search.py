@@ -14,7 +14,7 @@ import numpy as np
 from ..data import DatasetNotFoundError
 from ..errors import ConfigError, GalleryIndexError, ModelFolderError
 from ..inference import ReIDExtractor
-from ..model.folder import FOLDER_FILES
+from ..model.folder.names import FOLDER_FILES
 from ..search import (
     DEFAULT_RERANK_POOL,
     QueryResult,

@@ -30,7 +30,8 @@ from ..data import ImageDataset, ReIDSample, build_test_transform, dataset_from_
 from ..errors import ExportVerificationError
 from ..evaluation import evaluate_from_features
 from ..model import STADBNet
-from ..model.folder import load_model_folder, load_weights
+from ..model.folder.files import load_model_folder
+from ..model.folder.weights import load_weights
 from .evaluate import load_trained_model
 from .export import PREPROCESSING_FILE, ExportFormat
 

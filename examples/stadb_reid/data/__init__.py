@@ -51,8 +51,6 @@ from stadb_reid.data.loaders import (
 from stadb_reid.data.sampler import IdentityBatchSampler, IdentityEpochSampler, PKSampler
 from stadb_reid.data.synthetic import StaleDatasetError, generate_synthetic_reid, render_person
 from stadb_reid.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Cutout,
     build_test_transform,
     build_train_transform,
@@ -61,8 +59,6 @@ from stadb_reid.data.transforms import (
 
 __all__ = [
     "EPOCH_SAMPLERS",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
     "Cutout",
     "DatasetFormatError",

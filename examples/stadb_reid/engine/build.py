@@ -21,7 +21,7 @@ from ..config import Config, DataConfig
 from ..data import ReIDDataset, TrainLoader, build_train_loader, dataset_from_config
 from ..errors import ConfigError
 from ..model import STADBNet
-from ..model.folder_config import network_arguments
+from ..model.folder.config import network_arguments
 from .distributed import DistributedContext
 from .precision import Precision
 from .step import TrainStep

@@ -1,13 +1,12 @@
-"""Using a trained model from other programs: its model folder, and :class:`ReIDExtractor` to embed images.
+"""Using a trained model from other programs: :class:`ReIDExtractor` embeds images held in memory.
 
-It sits beside :mod:`stadb_reid.evaluation`, above the data and the network: it writes and reads model
-folders (:mod:`stadb_reid.model.folder`) with the trainer's preprocessing, and applies that
-preprocessing to images handed over in memory.
+It sits beside :mod:`stadb_reid.evaluation`, above the data and the network: it loads a model folder
+through :mod:`stadb_reid.model.folder` and applies the preprocessing the folder records to images
+handed over in memory.
 """
 
 from .extractor import ImageInput, Preprocess, ReIDExtractor
 from .precision import PRECISIONS, Precision, cpu_has_native_bf16
-from .trained import save_trained_model, trained_model_config
 
 __all__ = [
     "PRECISIONS",
@@ -16,6 +15,4 @@ __all__ = [
     "Preprocess",
     "ReIDExtractor",
     "cpu_has_native_bf16",
-    "save_trained_model",
-    "trained_model_config",
 ]

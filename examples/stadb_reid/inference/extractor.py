@@ -30,8 +30,8 @@ from ..data import read_image
 from ..data.synthetic import render_person
 from ..errors import ConfigError
 from ..model import STADBNet
-from ..model.folder import load_model_folder, model_fingerprint
-from ..model.folder_config import ModelFolderConfig
+from ..model.folder.config import ModelFolderConfig
+from ..model.folder.files import load_model_folder, model_fingerprint
 from .precision import Precision, build_runtime
 
 __all__ = ["ImageInput", "Preprocess", "ReIDExtractor"]
@@ -119,7 +119,7 @@ class ReIDExtractor:
         >>> from pathlib import Path
         >>> from stadb_reid.config import config_to_dict, load_config
         >>> from stadb_reid.model.folder import save_model_folder
-        >>> from stadb_reid.model.folder_config import model_folder_config
+        >>> from stadb_reid.model.folder import model_folder_config
         >>> run = load_config([], {"model.backbone": "resnet18", "data.height": 64, "data.width": 32})
         >>> network = STADBNet(4, backbone="resnet18")
         >>> described = model_folder_config(network, config_to_dict(run), num_classes=4,

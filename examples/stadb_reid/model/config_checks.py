@@ -1,7 +1,7 @@
 """The rules a network's settings obey, one set for a training config and a model folder's ``config.yaml``.
 
 :func:`~stadb_reid.engine.validate_config` applies them to a run's config before training, and
-:meth:`~stadb_reid.model.folder_config.ModelFolderConfig.from_dict` to a model folder (a downloaded,
+:meth:`~stadb_reid.model.folder.config.ModelFolderConfig.from_dict` to a model folder (a downloaded,
 untrusted file) before anything is built. The schema checks types only; these check values.
 
 Examples:

@@ -24,7 +24,7 @@ from stadb_layers import RandomBranchSelector
 
 from ..config import ClassifierInit, Variant
 from .backbone import build_backbone
-from .folder import load_model_folder
+from .folder.files import load_model_folder
 from .heads import DropAttentionBranch, EmbeddingHead, build_regulariser
 
 __all__ = ["STADBNet", "TrainOutput", "Variant"]
