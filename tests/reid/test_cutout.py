@@ -16,7 +16,8 @@ from torchvision.transforms import v2
 
 from stadb_reid.config import load_config
 from stadb_reid.config.schema import IMAGENET_MEAN, IMAGENET_STD
-from stadb_reid.data import Cutout, build_train_transform
+from stadb_reid.data import build_train_transform
+from stadb_reid.data.transforms import Cutout
 from stadb_reid.engine.preflight import validate_config
 from stadb_reid.errors import ConfigError
 

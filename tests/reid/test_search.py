@@ -21,17 +21,10 @@ from stadb_reid.errors import ConfigError
 from stadb_reid.evaluation import k_reciprocal_rerank_features
 from stadb_reid.model import STADBNet
 from stadb_reid.model.folder import model_folder_config, save_model_folder
-from stadb_reid.search import (
-    GalleryIndex,
-    SearchMetric,
-    exact_search,
-    faiss_available,
-    faiss_search,
-    format_results,
-    rerank_nearest,
-    results_to_json,
-    search_index,
-)
+from stadb_reid.search import GalleryIndex, format_results, search_index
+from stadb_reid.search.exact import SearchMetric, exact_search
+from stadb_reid.search.faiss_backend import faiss_available, faiss_search
+from stadb_reid.search.query import rerank_nearest, results_to_json
 
 from .test_cli_errors import assert_one_line_error, run_cli
 from .test_index import FakeExtractor, build, embedding_of, gallery

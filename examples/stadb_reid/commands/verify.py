@@ -25,9 +25,10 @@ from safetensors import safe_open
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ..config import ConfigError, Overrides
-from ..data import ImageDataset, ReIDSample, build_test_transform, dataset_from_config
-from ..errors import ExportVerificationError
+from ..config import Overrides
+from ..data import ReIDSample, build_test_transform, dataset_from_config
+from ..data.loaders import ImageDataset
+from ..errors import ConfigError, ExportVerificationError
 from ..evaluation import evaluate_from_features
 from ..model import STADBNet
 from ..model.folder.files import load_model_folder

@@ -5,14 +5,7 @@ through :mod:`stadb_reid.model.folder` and applies the preprocessing the folder 
 handed over in memory.
 """
 
-from .extractor import ImageInput, Preprocess, ReIDExtractor
-from .precision import PRECISIONS, Precision, cpu_has_native_bf16
+from .extractor import ImageInput, ReIDExtractor
+from .precision import Precision
 
-__all__ = [
-    "PRECISIONS",
-    "ImageInput",
-    "Precision",
-    "Preprocess",
-    "ReIDExtractor",
-    "cpu_has_native_bf16",
-]
+__all__ = ["ImageInput", "Precision", "ReIDExtractor"]

@@ -26,7 +26,7 @@ from torchvision.transforms import v2
 
 from stadb_layers.checks import check_positive_int
 
-from ..data import read_image
+from ..data.loaders import read_image
 from ..data.synthetic import render_person
 from ..errors import ConfigError
 from ..model import STADBNet
@@ -36,9 +36,9 @@ from .precision import Precision, build_runtime
 
 __all__ = ["ImageInput", "Preprocess", "ReIDExtractor"]
 
-#: One image: a PIL image, an ``(H, W, 3)`` uint8 RGB array, a file path, or a float ``(3, H, W)``
-#: tensor in [0, 1]; a float ``(N, 3, H, W)`` tensor or an ``(N, H, W, 3)`` uint8 array is a batch.
 ImageInput = Image.Image | npt.NDArray[np.uint8] | str | os.PathLike[str] | Tensor
+"""One image: a PIL image, an ``(H, W, 3)`` uint8 RGB array, a file path, or a float ``(3, H, W)``
+tensor in [0, 1]; a float ``(N, 3, H, W)`` tensor or an ``(N, H, W, 3)`` uint8 array is a batch."""
 
 
 class Preprocess:

@@ -20,8 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from stadb_layers.checks import check_int
 
-from ...config import AttentionType, ModelConfig
-from ...config.schema import IMAGENET_MEAN, IMAGENET_STD
+from ...config.schema import IMAGENET_MEAN, IMAGENET_STD, AttentionType, ModelConfig
 from ...errors import ConfigError, ModelFolderError
 from ..config_checks import check_input_size, check_model_config
 from .weights import HasStateDict
