@@ -2,7 +2,7 @@
 
 A gallery of ``--rows`` x ``--dim`` synthetic embeddings with re-ID structure is written as an index
 folder by :func:`~stadb_reid.search.build_index` (the code ``stadb-reid index`` runs; a fake embedder
-hands over the rows), then gets its ANN index from :func:`~stadb_reid.search.update_ann` (the code
+hands over the rows), then gets its ANN index from :func:`~stadb_reid.search.ann.update_ann` (the code
 ``stadb-reid index --ann`` runs) in two steps: the first ``1 - --extend`` of the rows (train and add:
 "build"), then the rest (added without retraining: "extend"). Searches go through
 :func:`~stadb_reid.search.search_shards` as ``stadb-reid search`` does (memory-mapped ANN index,
@@ -13,7 +13,7 @@ random ``--latent``-dimensional subspace; each view adds 0.35 x that much noise 
 0.03 per coordinate of isotropic noise, then is L2-normalised (views of one identity: cosine about
 0.9; of two identities: about 0). Queries are further views of gallery identities.
 
-Measured: recall@10 of the ANN search against :func:`~stadb_reid.search.exact_search` over the same
+Measured: recall@10 of the ANN search against :func:`~stadb_reid.search.exact.exact_search` over the same
 chunks (``--queries`` queries), single-query latency percentiles (one query a call), queries/s in
 batches of 100 for both, bytes an image of the ANN file, and the build and extend times.
 
@@ -44,7 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from threshold_drop import machine_description
 
-from stadb_reid.search import GalleryIndex, Shards, build_index, exact_search, search_shards, update_ann
+from stadb_reid.search import GalleryIndex, Shards, build_index, search_shards
+from stadb_reid.search.ann import update_ann
+from stadb_reid.search.exact import exact_search
 from stadb_reid.search.faiss_backend import import_faiss
 
 OUT_DIR = Path(__file__).resolve().parent / "out"

@@ -52,8 +52,8 @@ from stadb_reid.commands import index_gallery
 from stadb_reid.commands.extract import find_images
 from stadb_reid.commands.streaming import StreamingEmbedder, pending_images
 from stadb_reid.data.synthetic import render_person
-from stadb_reid.inference import ReIDExtractor, cpu_has_native_bf16
-from stadb_reid.inference.precision import onnx_program
+from stadb_reid.inference import ReIDExtractor
+from stadb_reid.inference.precision import cpu_has_native_bf16, onnx_program
 from stadb_reid.search import GalleryIndex, build_index
 
 OUT_DIR = Path(__file__).resolve().parent / "out"

@@ -33,7 +33,8 @@ from stadb_reid.commands.evaluate import load_trained_model
 from stadb_reid.config import Overrides
 from stadb_reid.data.datasets import dataset_from_config
 from stadb_reid.evaluation import evaluate_from_features
-from stadb_reid.inference import ReIDExtractor, trained_model_config
+from stadb_reid.inference import ReIDExtractor
+from stadb_reid.model.folder.config import trained_model_config
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 

@@ -10,10 +10,11 @@ Cases (one process; the cases of a part run interleaved, round by round, and med
 * ``search``: a ``--gallery`` x ``--dim`` L2-normalised float32 gallery written as an index (chunks of
   1,024 rows) and read as ``stadb-reid search`` reads it: memory-mapped chunks (warm page cache).
   Queries are gallery rows plus noise, renormalised; batches of 1 and ``--queries`` queries, Euclidean.
-  ``exact`` is :func:`~stadb_reid.search.exact_search` (torch, blocks of 16,384 rows); ``faiss`` is
-  :func:`~stadb_reid.search.faiss_search` (a flat index built from the chunks on every call, as the
-  command does; the build alone is timed as ``faiss-build``); ``rerank`` is ``rerank_nearest`` of
-  ``--rerank-queries`` queries (exact shortlist of 100 per query, then k-reciprocal re-ranking).
+  ``exact`` is :func:`~stadb_reid.search.exact.exact_search` (torch, blocks of 16,384 rows);
+  ``faiss`` is :func:`~stadb_reid.search.faiss_backend.faiss_search` (a flat index built from the chunks
+  on every call, as the command does; the build alone is timed as ``faiss-build``); ``rerank`` is
+  ``rerank_nearest`` of ``--rerank-queries`` queries (exact shortlist of 100 per query, then
+  k-reciprocal re-ranking).
   The exact and faiss top-10 rows are compared (``agreement``: the fraction that is identical).
 
 Each timed call records how many cores other processes kept busy meanwhile (``/proc/stat``); on a
@@ -49,21 +50,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from threshold_drop import ForeignLoad, machine_description
 
 from stadb_reid.config import config_to_dict, load_config
-from stadb_reid.data import IMAGENET_MEAN, IMAGENET_STD
+from stadb_reid.config.schema import IMAGENET_MEAN, IMAGENET_STD
 from stadb_reid.data.synthetic import render_person
 from stadb_reid.inference import ReIDExtractor
 from stadb_reid.model import STADBNet
-from stadb_reid.model.folder import save_model_folder
-from stadb_reid.model.folder_config import model_folder_config
-from stadb_reid.search import (
-    GalleryIndex,
-    build_index,
-    exact_search,
-    faiss_available,
-    faiss_search,
-    import_faiss,
-    rerank_nearest,
-)
+from stadb_reid.model.folder import model_folder_config, save_model_folder
+from stadb_reid.search import GalleryIndex, build_index
+from stadb_reid.search.exact import exact_search
+from stadb_reid.search.faiss_backend import faiss_available, faiss_search, import_faiss
+from stadb_reid.search.query import rerank_nearest
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 

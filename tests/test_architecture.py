@@ -42,13 +42,16 @@ def _runs(node: ast.AST) -> bool:
     return not (isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test))
 
 
-def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
-    found: set[str] = set()
+def _imports(
+    tree: ast.AST, module: str, is_package: bool, type_checking: bool
+) -> set[tuple[str, str | None]]:
+    """``(module, None)`` per ``import module``, ``(target, name)`` per ``from target import name``."""
+    found: set[tuple[str, str | None]] = set()
     stack = [tree]
     while stack:
         node = stack.pop()
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+            found.update((alias.name, None) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = module.split(".") if is_package else module.split(".")[:-1]
@@ -56,26 +59,47 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
                 target = ".".join([*base, node.module] if node.module else base)
             else:
                 target = node.module or ""
-            # "from pkg import sub" imports the submodule pkg.sub when there is one
-            found.update(f"{target}.{alias.name}" for alias in node.names)
-            found.add(target)
-        stack.extend(child for child in ast.iter_child_nodes(node) if _runs(child))
+            found.update((target, alias.name) for alias in node.names)
+        stack.extend(child for child in ast.iter_child_nodes(node) if type_checking or _runs(child))
     return found
 
 
-def import_graph(packages: dict[str, Path]) -> dict[str, set[str]]:
-    """Each module of ``packages`` and the modules of ``packages`` it imports."""
+def import_graph(packages: dict[str, Path], *, type_checking: bool = False) -> dict[str, set[str]]:
+    """Each module of ``packages`` and the modules of ``packages`` it imports.
+
+    ``from package import name`` leads to the module ``name`` of the package when there is one, else
+    to the module the package's ``__init__`` imports ``name`` from (followed through nested packages),
+    else to the package's ``__init__`` itself, which then defines ``name``. Imports under
+    ``if TYPE_CHECKING:`` count only with ``type_checking``.
+    """
     sources = {}
     for name, folder in packages.items():
         for path in sorted(folder.rglob("*.py")):
             parts = (name, *path.relative_to(folder).with_suffix("").parts)
             is_package = parts[-1] == "__init__"
             sources[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
-    graph = {}
-    for module, (path, is_package) in sources.items():
-        imported = _imports(ast.parse(path.read_text(encoding="utf-8")), module, is_package)
-        graph[module] = {target for target in imported if target in sources and target != module}
-    return graph
+    imports = {
+        module: _imports(ast.parse(path.read_text(encoding="utf-8")), module, is_package, type_checking)
+        for module, (path, is_package) in sources.items()
+    }
+    # What each package's __init__ re-exports: name -> (module it is imported from, name there).
+    exports = {
+        module: {name: (target, name) for target, name in imports[module] if name is not None}
+        for module, (_, is_package) in sources.items()
+        if is_package
+    }
+
+    def resolve(target: str, name: str | None, seen: frozenset[str] = frozenset()) -> set[str]:
+        if name is not None and f"{target}.{name}" in sources:
+            return {f"{target}.{name}"}
+        if name is not None and name in exports.get(target, {}) and target not in seen:
+            return resolve(*exports[target][name], seen | {target})
+        return {target} if target in sources else set()
+
+    return {
+        module: {found for target, name in imported for found in resolve(target, name)} - {module}
+        for module, imported in imports.items()
+    }
 
 
 def _part(module: str) -> str:
@@ -98,23 +122,19 @@ def layer_violations(graph: dict[str, set[str]], layers: dict[str, int]) -> list
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The import cycles between modules (a package's ``__init__`` re-exporting its modules is not one)."""
-    packages = {target for targets in graph.values() for target in targets} & {
-        module for module in graph if any(other.startswith(f"{module}.") for other in graph)
-    }
-    edges = {m: {t for t in ts if t not in packages} for m, ts in graph.items() if m not in packages}
-    found, state = [], dict.fromkeys(edges, 0)  # 0 unvisited, 1 on the path, 2 done
+    """The import cycles between modules (a package's ``__init__`` is a module too)."""
+    found, state = [], dict.fromkeys(graph, 0)  # 0 unvisited, 1 on the path, 2 done
 
     def visit(module: str, path: list[str]) -> None:
         state[module] = 1
-        for target in sorted(edges[module]):
+        for target in sorted(graph[module]):
             if state[target] == 1:
                 found.append([*path[path.index(target) :], target])
             elif state[target] == 0:
                 visit(target, [*path, target])
         state[module] = 2
 
-    for module in sorted(edges):
+    for module in sorted(graph):
         if state[module] == 0:
             visit(module, [module])
     return found
@@ -131,6 +151,11 @@ def test_imports_go_down_the_layers_only() -> None:
 
 def test_no_module_imports_in_a_cycle() -> None:
     assert cycles(import_graph(PACKAGES)) == []
+
+
+def test_no_cycle_hides_under_type_checking() -> None:
+    """A cycle only ``if TYPE_CHECKING:`` keeps from running is still two modules needing each other."""
+    assert cycles(import_graph(PACKAGES, type_checking=True)) == []
 
 
 def _private(name: str) -> bool:
@@ -174,9 +199,13 @@ def test_no_underscore_name_is_imported_from_another_package() -> None:
 
 @pytest.fixture
 def fake_tree(tmp_path: Path) -> Path:
-    """A small stadb_reid whose data imports the engine, and whose engine modules import each other."""
+    """A small stadb_reid whose data imports the engine, and whose engine modules import each other.
+
+    Its model imports its folder through the folder package, and the folder imports the model back
+    under ``if TYPE_CHECKING:`` only.
+    """
     root = tmp_path / "stadb_reid"
-    for folder in ("data", "engine"):
+    for folder in ("data", "engine", "model", "model/folder"):
         (root / folder).mkdir(parents=True)
         (root / folder / "__init__.py").write_text("")
     (root / "__init__.py").write_text("")
@@ -187,6 +216,11 @@ def fake_tree(tmp_path: Path) -> Path:
     (root / "engine" / "evaluate.py").write_text("from .trainer import train\n")
     (root / "engine" / "hints.py").write_text(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .trainer import train\n"
+    )
+    (root / "model" / "stadb.py").write_text("from .folder import load\n")
+    (root / "model" / "folder" / "__init__.py").write_text("from .files import load\n")
+    (root / "model" / "folder" / "files.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..stadb import Net\ndef load(): ...\n"
     )
     return root
 
@@ -200,6 +234,12 @@ def test_the_checks_catch_an_upward_import_and_a_cycle(fake_tree: Path) -> None:
         ["stadb_reid.engine.evaluate", "stadb_reid.engine.trainer"]
     ]
     assert "stadb_reid.engine.trainer" not in graph["stadb_reid.engine.hints"]
+    assert graph["stadb_reid.model.stadb"] == {"stadb_reid.model.folder.files"}  # through the package
+    with_hints = import_graph({"stadb_reid": fake_tree}, type_checking=True)
+    assert {frozenset(cycle) for cycle in cycles(with_hints)} == {
+        frozenset({"stadb_reid.engine.evaluate", "stadb_reid.engine.trainer"}),
+        frozenset({"stadb_reid.model.stadb", "stadb_reid.model.folder.files"}),
+    }
     assert private_imports_across_packages({"stadb_reid": fake_tree}) == [
         "stadb_reid.data.loaders -> stadb_reid.engine.trainer:_helper"
     ]

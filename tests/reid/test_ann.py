@@ -11,18 +11,10 @@ import numpy as np
 import pytest
 
 from stadb_reid.errors import GalleryIndexError
-from stadb_reid.search import (
-    MIN_IVF_ROWS,
-    AnnIndex,
-    GalleryIndex,
-    Shards,
-    build_index,
-    exact_search,
-    faiss_available,
-    plan_ann,
-    search_shards,
-    update_ann,
-)
+from stadb_reid.search import GalleryIndex, Shards, build_index, search_shards
+from stadb_reid.search.ann import MIN_IVF_ROWS, AnnIndex, plan_ann, update_ann
+from stadb_reid.search.exact import exact_search
+from stadb_reid.search.faiss_backend import faiss_available
 
 from .test_cli_errors import assert_one_line_error, run_cli
 from .test_search import write_model_folder, write_people

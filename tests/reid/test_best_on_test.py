@@ -17,11 +17,12 @@ from torch import nn
 from typer.testing import CliRunner
 
 from stadb_reid.cli import app
-from stadb_reid.config import ConfigError, load_config
+from stadb_reid.config import load_config
 from stadb_reid.engine.hooks import BEST_ON_TEST_NOTE, EvalHook
 from stadb_reid.engine.loop import TrainLoop
 from stadb_reid.engine.preflight import validate_config
 from stadb_reid.engine.state import ResumePosition
+from stadb_reid.errors import ConfigError
 
 
 class OneBatchLoader:
@@ -127,7 +128,7 @@ def test_negative_every_or_ap_at_is_a_config_error(key: str, value: int):
 def test_eval_every_and_flip_options_reach_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path):
     seen: dict[str, Any] = {}
     monkeypatch.setattr("stadb_reid.engine.train", lambda config, **_: seen.setdefault("train", config))
-    evaluate = "stadb_reid.commands.evaluate_untrained"
+    evaluate = "stadb_reid.commands.evaluate.evaluate_untrained"
     monkeypatch.setattr(evaluate, lambda config, **_: seen.update(evaluate=config) or {})
     data = ["--dataset", "synthetic", "--data-root", str(tmp_path), "--no-progress"]
     result = CliRunner().invoke(app, ["train", *data, "--eval-every", "5", "--flip"])

@@ -10,16 +10,14 @@ import pytest
 from PIL import Image
 
 from stadb_reid.config import load_config
-from stadb_reid.data import (
+from stadb_reid.data import ReIDSample, build_dataset, dataset_from_config
+from stadb_reid.data.datasets.celeb_reid import load_celeb_reid
+from stadb_reid.errors import (
     DatasetNotFoundError,
     DatasetOptionError,
     EmptyDatasetError,
     FileNameError,
     ReIDDataError,
-    ReIDSample,
-    build_dataset,
-    dataset_from_config,
-    load_celeb_reid,
 )
 from stadb_reid.evaluation import rank_metrics
 

@@ -13,8 +13,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stadb_reid.engine import load_checkpoint, load_latest_checkpoint, save_checkpoint
-from stadb_reid.engine.checkpoint import CheckpointError, previous_checkpoint_path
+from stadb_reid.engine import load_checkpoint
+from stadb_reid.engine.checkpoint import (
+    CheckpointError,
+    load_latest_checkpoint,
+    previous_checkpoint_path,
+    save_checkpoint,
+)
 from stadb_reid.engine.rng import capture_rng_state, restore_rng_state
 
 WEIGHT = torch.arange(64, dtype=torch.float32)

@@ -19,7 +19,8 @@ from PIL import Image
 
 from stadb_reid.cli import main
 from stadb_reid.config import load_config
-from stadb_reid.engine import load_checkpoint, save_checkpoint, train
+from stadb_reid.engine import load_checkpoint, train
+from stadb_reid.engine.checkpoint import save_checkpoint
 from stadb_reid.engine.run_folder import CHECKPOINT_NAME
 
 from .test_checkpoint import CreatesFile

@@ -11,7 +11,7 @@ import torch
 
 from stadb_reid.cli import main
 from stadb_reid.data import ReIDDataset, ReIDSample, register_dataset
-from stadb_reid.data.datasets import _REGISTRY
+from stadb_reid.data.datasets.registry import _REGISTRY
 
 from .test_checkpoint import CreatesFile
 

@@ -15,7 +15,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from stadb_reid.config import load_config
-from stadb_reid.data import IMAGENET_MEAN, IMAGENET_STD, Cutout, build_train_transform
+from stadb_reid.config.schema import IMAGENET_MEAN, IMAGENET_STD
+from stadb_reid.data import build_train_transform
+from stadb_reid.data.transforms import Cutout
 from stadb_reid.engine.preflight import validate_config
 from stadb_reid.errors import ConfigError
 

@@ -15,22 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from stadb_reid.config import DataConfig
+from stadb_reid.config.schema import IMAGENET_MEAN, IMAGENET_STD, DataConfig
 from stadb_reid.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    DatasetFormatError,
-    DatasetNotFoundError,
-    EmptyDatasetError,
-    FileNameError,
-    ImageDataset,
     PKSampler,
-    ReIDDataError,
     ReIDDataset,
     ReIDSample,
-    SeededBatchSampler,
-    StaleDatasetError,
-    UnreadableImageError,
     available_datasets,
     build_dataset,
     build_test_loaders,
@@ -39,11 +28,21 @@ from stadb_reid.data import (
     build_train_transform,
     dataset_from_config,
     generate_synthetic_reid,
-    load_market1501,
     register_dataset,
 )
 from stadb_reid.data.datasets import registry as registry_module
-from stadb_reid.data.synthetic import METADATA_FILE
+from stadb_reid.data.datasets.market1501 import load_market1501
+from stadb_reid.data.loaders import ImageDataset, SeededBatchSampler
+from stadb_reid.data.synthetic.metadata import METADATA_FILE
+from stadb_reid.errors import (
+    DatasetFormatError,
+    DatasetNotFoundError,
+    EmptyDatasetError,
+    FileNameError,
+    ReIDDataError,
+    StaleDatasetError,
+    UnreadableImageError,
+)
 
 VIPER_ROOT = (Path(__file__).parents[2] / ".." / "shared" / "datasets" / "VIPeR").resolve()
 

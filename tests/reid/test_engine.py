@@ -9,8 +9,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from typer.testing import CliRunner
 
 from stadb_reid.cli import app
-from stadb_reid.config import CONFIG_DIR, ConfigError, config_to_dict, flatten_config, load_config
-from stadb_reid.engine import learning_rate, load_checkpoint
+from stadb_reid.config import config_to_dict, load_config
+from stadb_reid.config.files import CONFIG_DIR, flatten_config
+from stadb_reid.engine import load_checkpoint
+from stadb_reid.engine.schedule import learning_rate
+from stadb_reid.errors import ConfigError
 
 
 def paper_rule(epoch: int) -> float:
@@ -188,9 +191,9 @@ def test_cli_reports_user_errors_in_one_line(tmp_path: Path, arguments: list[str
 
 def test_config_choices_are_the_code_s_own() -> None:
     from stadb_layers.create_attention import _ATTENTION_LAYERS
-    from stadb_reid.config import AmpMode, AttentionType, DistanceMetric
+    from stadb_reid.config.schema import AmpMode, AttentionType, DistanceMetric
     from stadb_reid.engine.precision import AMP_MODES
-    from stadb_reid.evaluation import Metric
+    from stadb_reid.evaluation.distance import Metric
 
     assert {a.value for a in AttentionType} == set(_ATTENTION_LAYERS)
     assert {m.value for m in DistanceMetric} == set(get_args(Metric))

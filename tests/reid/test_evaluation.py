@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from torch import nn
 
 from stadb_reid.evaluation import (
-    Embeddings,
     RankMetrics,
     evaluate_from_features,
     evaluate_rank,
@@ -22,6 +21,7 @@ from stadb_reid.evaluation import (
     pairwise_distance,
     rank_metrics,
 )
+from stadb_reid.evaluation.features import Embeddings
 
 # --------------------------------------------------------------------------- independent references
 
@@ -536,7 +536,7 @@ def test_extract_features_from_dict_batches_and_errors():
 def test_has_match_in_other_camera_is_the_ranking_rule(
     queries: list[tuple[int, int]], gallery: list[tuple[int, int]]
 ) -> None:
-    from stadb_reid.evaluation import has_match_in_other_camera
+    from stadb_reid.evaluation.queries import has_match_in_other_camera
 
     q_pids, q_camids = (np.array([q[i] for q in queries]) for i in (0, 1))
     g_pids, g_camids = (np.array([g[i] for g in gallery], dtype=np.int64) for i in (0, 1))

@@ -17,17 +17,12 @@ from stadb_reid.cli import app, main
 from stadb_reid.commands import export_checkpoint, extract_folder
 from stadb_reid.commands.export import PREPROCESSING_FILE
 from stadb_reid.config import Config, config_to_dict, load_config
-from stadb_reid.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    DatasetNotFoundError,
-    EmptyDatasetError,
-    UnreadableImageError,
-    build_test_transform,
-)
-from stadb_reid.engine import build_model, load_checkpoint, save_checkpoint, train
-from stadb_reid.engine.checkpoint import CheckpointError
+from stadb_reid.config.schema import IMAGENET_MEAN, IMAGENET_STD
+from stadb_reid.data import build_test_transform
+from stadb_reid.engine import build_model, load_checkpoint, train
+from stadb_reid.engine.checkpoint import CheckpointError, save_checkpoint
 from stadb_reid.engine.run_folder import CHECKPOINT_NAME
+from stadb_reid.errors import DatasetNotFoundError, EmptyDatasetError, UnreadableImageError
 from stadb_reid.model import STADBNet
 
 from .test_cli_errors import assert_one_line_error, run_cli

@@ -14,7 +14,7 @@ from stadb_reid.commands.verify import verify_export
 from stadb_reid.config import Config
 from stadb_reid.engine.run_folder import CHECKPOINT_NAME
 from stadb_reid.errors import ExportVerificationError
-from stadb_reid.model.folder import WEIGHTS_NAME
+from stadb_reid.model.folder.names import WEIGHTS_NAME
 
 from .test_cli_errors import assert_one_line_error, run_cli
 from .test_export import tiny_config

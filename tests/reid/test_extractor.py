@@ -12,11 +12,12 @@ from typer.testing import CliRunner
 
 from stadb_reid.cli import app
 from stadb_reid.config import Config, config_to_dict
-from stadb_reid.data import UnreadableImageError, build_test_transform
-from stadb_reid.errors import ConfigError, ModelFolderError
-from stadb_reid.inference import ReIDExtractor, trained_model_config
+from stadb_reid.data import build_test_transform
+from stadb_reid.errors import ConfigError, ModelFolderError, UnreadableImageError
+from stadb_reid.inference import ReIDExtractor
 from stadb_reid.model import STADBNet
 from stadb_reid.model.folder import read_model_config
+from stadb_reid.model.folder.config import trained_model_config
 
 from .test_cli_errors import assert_one_line_error, run_cli
 from .test_export import HEIGHT, WIDTH, tiny_config

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from stadb_reid.data import build_dataset, check_images_open, image_problem
+from stadb_reid.data import build_dataset
+from stadb_reid.data.integrity import check_images_open, image_problem
 from stadb_reid.errors import DatasetFormatError, ReIDWarning, UnreadableImageError
 
 from .hostile import assert_refused, refused_without_side_effects, run_cli

@@ -26,8 +26,9 @@ from stadb_reid.commands import index_gallery
 from stadb_reid.errors import ModelFolderError
 from stadb_reid.inference import ReIDExtractor
 from stadb_reid.model import STADBNet
-from stadb_reid.model.folder import CONFIG_NAME, WEIGHTS_NAME, read_model_config
-from stadb_reid.model.footprint import MAX_FEATURE_MAP_BYTES, MAX_WEIGHT_BYTES
+from stadb_reid.model.folder import read_model_config
+from stadb_reid.model.folder.footprint import MAX_FEATURE_MAP_BYTES, MAX_WEIGHT_BYTES
+from stadb_reid.model.folder.names import CONFIG_NAME, WEIGHTS_NAME
 
 from .test_cli_errors import run_cli
 from .test_export import HEIGHT, WIDTH, random_images, tiny_config
@@ -266,7 +267,7 @@ def test_hostile_weights_are_one_line_and_change_nothing(
 # ----------------------------------------------------------------------- neighbours that must still load
 def test_the_size_bounds_are_far_above_a_real_model() -> None:
     """The paper's ResNet-50 at 384 x 128 with 100,000 identities sits well inside both bounds."""
-    from stadb_reid.model.footprint import measure_footprint
+    from stadb_reid.model.folder.footprint import measure_footprint
 
     footprint = measure_footprint(lambda: STADBNet(100_000, backbone="resnet50"), 384, 128)
     assert footprint.weight_bytes < MAX_WEIGHT_BYTES / 10

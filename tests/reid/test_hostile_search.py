@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from stadb_reid.commands import index_gallery
 from stadb_reid.inference import ReIDExtractor
-from stadb_reid.model.folder import WEIGHTS_NAME
+from stadb_reid.model.folder.names import WEIGHTS_NAME
 from stadb_reid.search.manifest import MANIFEST_NAME
 
 from .test_cli_errors import run_cli

@@ -8,16 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from stadb_reid.config import (
-    CONFIG_LIMITS,
-    MAX_BATCH_IMAGES,
-    MAX_BATCH_PIXELS,
-    MAX_CONFIG_BYTES,
-    ConfigError,
-    check_config_limits,
-    load_config,
-)
-from stadb_reid.engine import validate_config
+from stadb_reid.config import load_config
+from stadb_reid.config.limits import CONFIG_LIMITS, MAX_BATCH_IMAGES, MAX_BATCH_PIXELS, check_config_limits
+from stadb_reid.config.reading import MAX_CONFIG_BYTES
+from stadb_reid.engine.preflight import validate_config
+from stadb_reid.errors import ConfigError
 
 from .hostile import refused_without_side_effects
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from stadb_reid.commands.sweep import RECORD_NAME, RunSpec, sweep
+from stadb_reid.commands.sweep import sweep
+from stadb_reid.commands.sweep.grid import RunSpec
+from stadb_reid.engine.run_folder import RECORD_NAME
 from stadb_reid.errors import ConfigError
 
 from .hostile import refused_without_side_effects, run_cli, snapshot

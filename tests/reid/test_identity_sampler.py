@@ -14,16 +14,11 @@ from hypothesis import strategies as st
 from PIL import Image
 from torch import nn
 
-from stadb_reid.config import EpochMode, load_config
-from stadb_reid.data import (
-    IdentityEpochSampler,
-    PKSampler,
-    ReIDDataset,
-    ReIDSample,
-    SeededBatchSampler,
-    TrainLoader,
-    build_train_loader,
-)
+from stadb_reid.config import load_config
+from stadb_reid.config.schema import EpochMode
+from stadb_reid.data import PKSampler, ReIDDataset, ReIDSample, build_train_loader
+from stadb_reid.data.loaders import SeededBatchSampler, TrainLoader
+from stadb_reid.data.sampler import IdentityEpochSampler
 from stadb_reid.engine.loop import TrainLoop
 from stadb_reid.engine.preflight import check_dataset_fits
 from stadb_reid.engine.state import ResumePosition

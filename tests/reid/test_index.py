@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from stadb_reid.errors import GalleryIndexError
-from stadb_reid.search import GalleryIndex, build_index, is_index, remove_index
+from stadb_reid.search import GalleryIndex, build_index
+from stadb_reid.search.index import is_index, remove_index
 from stadb_reid.search.manifest import MANIFEST_NAME, write_atomically
 
 DIM = 8

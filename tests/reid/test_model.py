@@ -5,7 +5,9 @@ import torch
 from timm.models.resnet import Bottleneck
 
 from stadb_layers import CBAM, SE, SRM, BatchDrop, RandomBranchSelector, SelfThresholdDrop, TripletAttention
-from stadb_reid.model import PretrainedWeightsUnavailableError, STADBNet, TrainOutput, Variant
+from stadb_reid.config import Variant
+from stadb_reid.errors import PretrainedWeightsUnavailableError
+from stadb_reid.model import STADBNet, TrainOutput
 from stadb_reid.model import backbone as backbone_module
 
 # The ImageNet fc layer (2048 x 1000 + 1000) that the reference code's torchvision ResNet-50 keeps.

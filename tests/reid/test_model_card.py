@@ -5,8 +5,8 @@ import sys
 import pytest
 
 from stadb_reid.config import config_to_dict, load_config
-from stadb_reid.model.card import model_card, run_provenance
-from stadb_reid.model.folder_config import ModelFolderConfig
+from stadb_reid.model.folder import ModelFolderConfig
+from stadb_reid.model.folder.card import model_card, run_provenance
 
 
 def card_of(run_config: dict, metrics: dict | None) -> str:

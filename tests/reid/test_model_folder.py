@@ -15,15 +15,16 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from stadb_reid.cli import app
-from stadb_reid.commands import load_trained_model
-from stadb_reid.config import Config, ConfigError, config_to_dict
-from stadb_reid.engine import build_model, save_checkpoint, train
+from stadb_reid.commands.evaluate import load_trained_model
+from stadb_reid.config import Config, config_to_dict
+from stadb_reid.engine import build_model, train
+from stadb_reid.engine.checkpoint import save_checkpoint
 from stadb_reid.engine.preflight import prepare_output_dir
 from stadb_reid.engine.run_folder import CHECKPOINT_NAME, METRICS_NAME, MODEL_DIR
-from stadb_reid.errors import ModelFolderError
-from stadb_reid.inference import save_trained_model
+from stadb_reid.errors import ConfigError, ModelFolderError
 from stadb_reid.model import STADBNet
-from stadb_reid.model.folder import CARD_NAME, CONFIG_NAME, FOLDER_FILES, WEIGHTS_NAME, read_model_config
+from stadb_reid.model.folder import read_model_config, save_trained_model
+from stadb_reid.model.folder.names import CARD_NAME, CONFIG_NAME, FOLDER_FILES, WEIGHTS_NAME
 
 from .test_cli_errors import assert_one_line_error, run_cli
 from .test_export import HEIGHT, WIDTH, random_images, tiny_config

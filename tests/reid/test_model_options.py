@@ -12,21 +12,16 @@ from torch import nn
 
 from stadb_layers import CBAM, SE
 from stadb_reid.commands.evaluate import load_trained_model
-from stadb_reid.config import Config, config_to_dict, flatten_config, load_config
+from stadb_reid.config import Config, Variant, config_to_dict, load_config
+from stadb_reid.config.files import flatten_config
 from stadb_reid.engine import load_checkpoint, train
 from stadb_reid.engine.build import build_model
 from stadb_reid.engine.preflight import validate_config
 from stadb_reid.engine.run_folder import CHECKPOINT_NAME
-from stadb_reid.errors import ConfigError
-from stadb_reid.model import (
-    PretrainedWeightsUnavailableError,
-    STADBNet,
-    TrainOutput,
-    Variant,
-    build_backbone,
-    check_backbone_name,
-)
+from stadb_reid.errors import ConfigError, PretrainedWeightsUnavailableError
+from stadb_reid.model import STADBNet, TrainOutput
 from stadb_reid.model import backbone as backbone_module
+from stadb_reid.model.backbone import build_backbone, check_backbone_name
 from stadb_reid.model.heads import EmbeddingHead
 
 BACKBONE = "resnet10t"  # 512 channels: the smallest timm ResNet

@@ -12,15 +12,10 @@ from typer.testing import CliRunner
 
 import stadb_reid
 from stadb_reid.cli import app
-from stadb_reid.config import (
-    FLAG_KEYS,
-    Config,
-    ConfigError,
-    Overrides,
-    config_to_dict,
-    flatten_config,
-    load_config,
-)
+from stadb_reid.config import Config, Overrides, config_to_dict, load_config
+from stadb_reid.config.files import flatten_config
+from stadb_reid.config.overrides import FLAG_KEYS
+from stadb_reid.errors import ConfigError
 
 PACKAGE = Path(stadb_reid.__file__).parent
 CONFIG_LAYER = PACKAGE / "config"
@@ -191,10 +186,11 @@ def test_each_command_s_flags_reach_their_keys(
         return run
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("stadb_reid.engine.validate_config", lambda config: config)  # any value reaches
+    # any value reaches
+    monkeypatch.setattr("stadb_reid.engine.preflight.validate_config", lambda config: config)
     monkeypatch.setattr("stadb_reid.engine.train", keep)
     monkeypatch.setattr("stadb_reid.commands.run_demo", keep)
-    monkeypatch.setattr("stadb_reid.commands.evaluate_untrained", keep)
+    monkeypatch.setattr("stadb_reid.commands.evaluate.evaluate_untrained", keep)
     monkeypatch.setattr("stadb_reid.commands.evaluate_checkpoint", keep_overrides({}))
     monkeypatch.setattr("stadb_reid.commands.visualize_checkpoint", keep_overrides([]))
     monkeypatch.setattr("stadb_reid.commands.export_checkpoint", lambda *_, **__: tmp_path / "c.onnx")

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from stadb_layers import CBAM, SE, SRM, BatchDrop, SelfThresholdDrop, TripletAttention
-from stadb_reid.commands.sweep import build_report, load_grid, markdown_report, write_report
+from stadb_reid.commands.sweep import load_grid
+from stadb_reid.commands.sweep.report import build_report, markdown_report, write_report
 from stadb_reid.config import Config, bundled_configs, load_config
 from stadb_reid.engine import build_model
 from stadb_reid.engine.preflight import validate_config

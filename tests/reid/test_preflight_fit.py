@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from stadb_reid.config import ConfigError, load_config
-from stadb_reid.data import ReIDDataset, ReIDSample, cutout_side
+from stadb_reid.config import load_config
+from stadb_reid.data import ReIDDataset, ReIDSample
+from stadb_reid.data.transforms import cutout_side
 from stadb_reid.engine import trainer as trainer_module
 from stadb_reid.engine.preflight import check_dataset_fits
+from stadb_reid.errors import ConfigError
 
 from .test_cli_errors import TINY, assert_one_line_error, run_cli
 

@@ -13,21 +13,18 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from stadb_reid.commands import num_classes_of, parameter_count
-from stadb_reid.config import (
+from stadb_reid.commands.info import num_classes_of, parameter_count
+from stadb_reid.config import Config, available_recipes, bundled_configs, config_to_dict, load_config
+from stadb_reid.config.files import (
     CONFIG_DIR,
     DEFAULT_RECIPE,
     RECIPE_DIR,
-    Config,
-    ConfigError,
-    available_recipes,
-    bundled_configs,
-    config_to_dict,
     flatten_config,
-    load_config,
     resolve_config_path,
 )
-from stadb_reid.engine import build_model, validate_config
+from stadb_reid.engine import build_model
+from stadb_reid.engine.preflight import validate_config
+from stadb_reid.errors import ConfigError
 
 from .test_cli_errors import assert_one_line_error, run_cli
 
@@ -178,7 +175,7 @@ def test_unknown_recipe_is_one_line(
 def test_train_and_untrained_evaluation_take_the_recipe(
     recipe: str | None, epochs: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import stadb_reid.commands
+    import stadb_reid.commands.evaluate
     import stadb_reid.engine
 
     seen: list[Config] = []
@@ -188,7 +185,7 @@ def test_train_and_untrained_evaluation_take_the_recipe(
         return {}
 
     monkeypatch.setattr(stadb_reid.engine, "train", record)
-    monkeypatch.setattr(stadb_reid.commands, "evaluate_untrained", record)
+    monkeypatch.setattr(stadb_reid.commands.evaluate, "evaluate_untrained", record)
     option = ["--recipe", recipe] if recipe else []
     assert run_cli(["train", "--config", "market1501", *option], monkeypatch, capsys)[0] == 0
     assert (

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from stadb_reid.config import Config
 from stadb_reid.engine.evaluate import rank_test_sets
-from stadb_reid.evaluation import Embeddings, k_reciprocal_rerank_features, pairwise_distance, rank_metrics
+from stadb_reid.evaluation import k_reciprocal_rerank_features, pairwise_distance, rank_metrics
+from stadb_reid.evaluation.features import Embeddings
 
 
 def reference_rerank(q_g, q_q, g_g, k1=20, k2=6, lam=0.3):

@@ -8,14 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from stadb_reid.config import ConfigError, load_config
-from stadb_reid.engine import TrainingDivergedError, load_checkpoint, train
+from stadb_reid.config import load_config
+from stadb_reid.engine import load_checkpoint, train
 from stadb_reid.engine import step as step_module
 from stadb_reid.engine.distributed import DistributedContext
 from stadb_reid.engine.precision import Precision
 from stadb_reid.engine.preflight import prepare_output_dir
 from stadb_reid.engine.run_folder import RUN_FILES
 from stadb_reid.engine.step import TrainStep
+from stadb_reid.errors import ConfigError, TrainingDivergedError
 from stadb_reid.model import TrainOutput
 
 from .test_cli_errors import TINY, assert_one_line_error, run_cli, train_arguments

@@ -15,24 +15,16 @@ import torch
 
 from stadb_reid.commands import index_gallery
 from stadb_reid.config import config_to_dict, load_config
-from stadb_reid.data import IMAGENET_MEAN, IMAGENET_STD
+from stadb_reid.config.schema import IMAGENET_MEAN, IMAGENET_STD
 from stadb_reid.data.synthetic import render_person
 from stadb_reid.errors import ConfigError
 from stadb_reid.evaluation import k_reciprocal_rerank_features
 from stadb_reid.model import STADBNet
-from stadb_reid.model.folder import save_model_folder
-from stadb_reid.model.folder_config import model_folder_config
-from stadb_reid.search import (
-    GalleryIndex,
-    SearchMetric,
-    exact_search,
-    faiss_available,
-    faiss_search,
-    format_results,
-    rerank_nearest,
-    results_to_json,
-    search_index,
-)
+from stadb_reid.model.folder import model_folder_config, save_model_folder
+from stadb_reid.search import GalleryIndex, format_results, search_index
+from stadb_reid.search.exact import SearchMetric, exact_search
+from stadb_reid.search.faiss_backend import faiss_available, faiss_search
+from stadb_reid.search.query import rerank_nearest, results_to_json
 
 from .test_cli_errors import assert_one_line_error, run_cli
 from .test_index import FakeExtractor, build, embedding_of, gallery

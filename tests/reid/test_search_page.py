@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from stadb_reid.data.synthetic import render_person
-from stadb_reid.search import Match, QueryResult, parse_labels, render_page, thumbnail_uri
+from stadb_reid.search import Match, QueryResult, render_page
+from stadb_reid.search.html import thumbnail_uri
+from stadb_reid.search.manifest import parse_labels
 
 from ..browser import browser_tab
 

@@ -10,14 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stadb_reid.commands.sweep import (
-    RECORD_NAME,
-    SweepFailedError,
-    load_grid,
-    paired_difference,
-    summarise,
-    sweep,
-)
+from stadb_reid.commands.sweep import load_grid, sweep
+from stadb_reid.commands.sweep.runner import SweepFailedError
+from stadb_reid.commands.sweep.stats import paired_difference, summarise
+from stadb_reid.engine.run_folder import RECORD_NAME
 from stadb_reid.errors import ConfigError
 
 from .test_cli_errors import assert_one_line_error, run_cli
@@ -227,7 +223,8 @@ def test_the_committed_runs_are_what_the_bundled_grid_resolves_to(record_path: P
     # gives now, and keys added since have their schema default (recipe `defaults` = the old trainer).
     # The warm-up settings changed meaning (issue 24): they are compared by the rate of every epoch,
     # the grid's now against the record's learning_rates (the rates the run ran at).
-    from stadb_reid.config import config_to_dict, flatten_config, load_config
+    from stadb_reid.config import config_to_dict, load_config
+    from stadb_reid.config.files import flatten_config
     from stadb_reid.engine.schedule import optim_schedule
 
     record = json.loads(record_path.read_text())

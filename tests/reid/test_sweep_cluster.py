@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 import torch
 
-from stadb_reid.commands.sweep import RECORD_NAME, SweepFailedError, format_status, sweep, sweep_status
+from stadb_reid.commands.sweep import sweep, sweep_status
+from stadb_reid.commands.sweep.runner import SweepFailedError
+from stadb_reid.commands.sweep.status import format_status
 from stadb_reid.engine import load_checkpoint
+from stadb_reid.engine.run_folder import RECORD_NAME
 
 from .test_cli_errors import run_cli
 

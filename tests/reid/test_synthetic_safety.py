@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from stadb_reid.data import StaleDatasetError, generate_synthetic_reid
-from stadb_reid.data.synthetic import METADATA_FILE
+from stadb_reid.data import generate_synthetic_reid
+from stadb_reid.data.synthetic.metadata import METADATA_FILE
+from stadb_reid.errors import StaleDatasetError
 
 SMALL: dict[str, Any] = {
     "num_train_identities": 2,

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from stadb_reid.config import ConfigError
 from stadb_reid.engine.distributed import DistributedContext
 from stadb_reid.engine.precision import Precision
 from stadb_reid.engine.step import TrainStep
+from stadb_reid.errors import ConfigError
 from stadb_reid.model import STADBNet
 
 SINGLE_PROCESS = DistributedContext(0, 1, torch.device("cpu"))

@@ -23,15 +23,9 @@ from typer.testing import CliRunner
 from stadb_reid.cli import app
 from stadb_reid.config import load_config
 from stadb_reid.engine.evaluate import rank_test_sets
-from stadb_reid.evaluation import (
-    Embeddings,
-    EvaluationProtocol,
-    evaluate_from_features,
-    format_truncated_ap,
-    pairwise_distance,
-    rank_metrics,
-    truncated_ap_key,
-)
+from stadb_reid.evaluation import evaluate_from_features, pairwise_distance, rank_metrics
+from stadb_reid.evaluation.features import Embeddings
+from stadb_reid.evaluation.metrics import EvaluationProtocol, format_truncated_ap, truncated_ap_key
 
 Floats = npt.NDArray[np.floating[Any]]
 Ints = npt.NDArray[np.int64]
@@ -197,7 +191,7 @@ def test_ap_at_option_reaches_the_config(monkeypatch: pytest.MonkeyPatch, tmp_pa
     seen: dict[str, Any] = {}
     monkeypatch.setattr("stadb_reid.engine.train", lambda config, **_: seen.setdefault("train", config))
     monkeypatch.setattr(
-        "stadb_reid.commands.evaluate_untrained",
+        "stadb_reid.commands.evaluate.evaluate_untrained",
         lambda config, **_: seen.setdefault("evaluate", config) and {"mAP_at_7": 12.345},
     )
     common = ["--dataset", "synthetic", "--data-root", str(tmp_path), "--ap-at", "7"]

@@ -18,24 +18,23 @@ from typer.testing import CliRunner
 from stadb_layers import CBAM
 from stadb_reid.cli import app
 from stadb_reid.commands import visualize_checkpoint
-from stadb_reid.config import Overrides, flatten_config, load_config
-from stadb_reid.data import DatasetNotFoundError
+from stadb_reid.config import Overrides, load_config
+from stadb_reid.config.files import flatten_config
 from stadb_reid.engine import build_model, load_checkpoint, train
+from stadb_reid.errors import DatasetNotFoundError
 from stadb_reid.evaluation import rank_metrics
 from stadb_reid.model import STADBNet
-from stadb_reid.visualization import (
+from stadb_reid.visualization import compute_attention_maps, plot_training_curves, top_matches
+from stadb_reid.visualization.attention import attention_figure
+from stadb_reid.visualization.cmc import cmc_figure
+from stadb_reid.visualization.curves import training_curves_figure
+from stadb_reid.visualization.retrieval import (
     CORRECT_COLOR,
     QUERY_COLOR,
     WRONG_COLOR,
     RankedMatch,
-    attention_figure,
-    cmc_figure,
-    compute_attention_maps,
-    plot_training_curves,
     retrieval_figure,
     select_queries,
-    top_matches,
-    training_curves_figure,
 )
 from tests.reid.test_evaluation import make_problem, problems
 

@@ -14,34 +14,15 @@ import typer
 
 from ..errors import ReIDError, ReIDWarning
 from ..printable import printable
-from .app import app, build_config, refuse_to_replace
-from .checkpoints import evaluate, export, extract, visualize
-from .info import info
-from .search import index, search
-from .sweep import sweep
-from .training import demo, train
+from . import checkpoints, info, search, sweep, training  # noqa: F401  (importing registers the commands)
+from .app import app
 
 try:  # recent typer releases vendor click; main() needs its exception classes to print them in one line
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - typer with click as a dependency
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
-__all__ = [
-    "app",
-    "build_config",
-    "demo",
-    "evaluate",
-    "export",
-    "extract",
-    "index",
-    "info",
-    "main",
-    "refuse_to_replace",
-    "search",
-    "sweep",
-    "train",
-    "visualize",
-]
+__all__ = ["app", "main"]
 
 
 def _one_line_warnings(other: Callable[..., None]) -> Callable[..., None]:

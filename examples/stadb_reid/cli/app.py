@@ -6,15 +6,9 @@ from typing import Annotated
 
 import typer
 
-from ..config import (
-    DEFAULT_RECIPE,
-    Config,
-    ConfigError,
-    Overrides,
-    available_recipes,
-    config_files_set,
-    load_config,
-)
+from ..config import Config, Overrides, available_recipes, load_config
+from ..config.files import DEFAULT_RECIPE, config_files_set
+from ..errors import ConfigError
 
 __all__ = [
     "PRECISION_HELP",
@@ -36,6 +30,7 @@ app = typer.Typer(
     # into a file or a pager there is no terminal to fit, so the help is plain text, all of it.
     rich_markup_mode="rich" if sys.stdout.isatty() else None,
 )
+"""The ``stadb-reid`` command: each module of :mod:`stadb_reid.cli` registers its commands on it."""
 
 ConfigFiles = Annotated[
     list[str] | None,
@@ -71,14 +66,14 @@ def build_config(
 ) -> Config:
     """Load the config from a recipe, files, flags and ``--set KEY=VALUE`` pairs, and check every value.
 
-    The recipe (``recipe``, else :data:`~stadb_reid.config.DEFAULT_RECIPE`) goes under the files;
+    The recipe (``recipe``, else :data:`~stadb_reid.config.files.DEFAULT_RECIPE`) goes under the files;
     ``flags`` (``Overrides.from_flags(...)`` of the command's convenience flags), then ``settings``
     (``--set``) go over them. A dataset other than the one the files name drops the files'
     ``data.options`` (they belong to that other dataset). With ``needs_dataset``, a dataset must be
     named by ``--dataset``, a config file or ``--set data.dataset=...``, so a mistyped ``--data-root``
     is never taken for the default synthetic dataset and generated. Config errors are usage errors.
     """
-    from ..engine import validate_config
+    from ..engine.preflight import validate_config
 
     try:
         overrides = flags | Overrides.parse(settings or [])

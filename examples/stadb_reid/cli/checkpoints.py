@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ..config import CONFIG_LIMITS, Overrides
+from ..config import Overrides
+from ..config.limits import CONFIG_LIMITS
 from .app import (
     PRECISION_HELP,
     ConfigFiles,
@@ -51,7 +52,8 @@ def evaluate(
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Evaluate a checkpoint (or an untrained network) and print rank-1/5/10, mAP and mINP."""
-    from ..commands import evaluate_checkpoint, evaluate_untrained
+    from ..commands import evaluate_checkpoint
+    from ..commands.evaluate import evaluate_untrained
 
     flags = Overrides.from_flags(
         dataset=dataset, data_root=data_root, device=device, flip=flip, rerank=rerank, ap_at=ap_at
@@ -116,7 +118,7 @@ def export(
     """Write the eval-mode model as ONNX, TorchScript, safetensors weights or a model folder to share."""
     from ..commands import ExportFormat, export_checkpoint
     from ..commands.verify import verify_export
-    from ..model.folder import FOLDER_FILES
+    from ..model.folder.names import FOLDER_FILES
 
     try:
         export_format = ExportFormat(format_)
@@ -177,7 +179,7 @@ def extract(
 ) -> None:
     """Embed every image under IMAGES into an N x D float32 array, rows in the order of FEATS.txt."""
     from ..commands import extract_folder
-    from ..model.folder import resolve_model_folder
+    from ..model.folder.files import resolve_model_folder
 
     if (checkpoint is None) == (model is None):
         raise typer.BadParameter("give either --checkpoint FILE or --model DIR", param_hint="--checkpoint")
@@ -221,7 +223,8 @@ def visualize(
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Draw curves.png, cmc.png, attention.png (paper Figure 3) and retrieval.png (Figure 4)."""
-    from ..commands import figure_paths, visualize_checkpoint
+    from ..commands import visualize_checkpoint
+    from ..commands.visualize import figure_paths
     from ..engine.run_folder import FIGURES_DIR
 
     figures = output_dir if output_dir is not None else checkpoint.parent / FIGURES_DIR

@@ -4,7 +4,8 @@ from typing import Annotated
 
 import typer
 
-from ..config import DEFAULT_RECIPE, Overrides
+from ..config import Overrides
+from ..config.files import DEFAULT_RECIPE
 from .app import ConfigFiles, RecipeName, SetOverrides, app, build_config
 
 __all__ = ["info"]

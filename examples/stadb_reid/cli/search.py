@@ -9,7 +9,9 @@ from ..printable import printable
 from .app import PRECISION_HELP, Overwrite, app, refuse_to_replace
 
 if TYPE_CHECKING:
-    from ..search import AnnKind, SearchBackend, SearchMetric
+    from ..search.ann import AnnKind
+    from ..search.exact import SearchMetric
+    from ..search.shards import SearchBackend
 
 __all__ = ["index", "search"]
 
@@ -117,8 +119,8 @@ def search(
     overwrite: Overwrite = False,
 ) -> None:
     """Print the TOP_K nearest gallery images of each query; write them as JSON and as an HTML page."""
-    from ..commands import default_search_outputs, search_gallery
-    from ..commands.search import check_search_outputs
+    from ..commands import search_gallery
+    from ..commands.search import check_search_outputs, default_search_outputs
     from ..search import format_results
 
     if metric not in _METRICS:

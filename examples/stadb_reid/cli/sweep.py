@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import MAX_JOBS, MAX_THREADS
+from ..config.limits import MAX_JOBS, MAX_THREADS
 from .app import SetOverrides, app
 
 __all__ = ["sweep"]
@@ -75,8 +75,9 @@ def sweep(
     waits for them; preempted or timed-out jobs are requeued and resume from their checkpoint.
     --set applies to every run (e.g. the cluster's data.root).
     """
-    from ..commands.sweep import format_status, sweep_status
     from ..commands.sweep import sweep as run
+    from ..commands.sweep import sweep_status
+    from ..commands.sweep.status import format_status
 
     settings = set_ or []
     if status:

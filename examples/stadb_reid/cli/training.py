@@ -5,7 +5,9 @@ from typing import Annotated
 
 import typer
 
-from ..config import DEFAULT_RECIPE, AmpMode, AttentionType, Overrides, Variant
+from ..config import Overrides, Variant
+from ..config.files import DEFAULT_RECIPE
+from ..config.schema import AmpMode, AttentionType
 from .app import ConfigFiles, Overwrite, RecipeName, SetOverrides, app, build_config
 
 __all__ = ["demo", "train"]

@@ -5,28 +5,21 @@ produces the command's output. The CLI in :mod:`stadb_reid.cli` only parses opti
 """
 
 from .demo import run_demo
-from .evaluate import evaluate_checkpoint, evaluate_untrained, load_trained_model
+from .evaluate import evaluate_checkpoint
 from .export import ExportFormat, export_checkpoint
 from .extract import extract_folder
 from .index import index_gallery
-from .info import describe_config, num_classes_of, parameter_count
-from .search import default_search_outputs, search_gallery
-from .visualize import FigurePaths, figure_paths, visualize_checkpoint
+from .info import describe_config
+from .search import search_gallery
+from .visualize import visualize_checkpoint
 
 __all__ = [
     "ExportFormat",
-    "FigurePaths",
-    "default_search_outputs",
     "describe_config",
     "evaluate_checkpoint",
-    "evaluate_untrained",
     "export_checkpoint",
     "extract_folder",
-    "figure_paths",
     "index_gallery",
-    "load_trained_model",
-    "num_classes_of",
-    "parameter_count",
     "run_demo",
     "search_gallery",
     "visualize_checkpoint",

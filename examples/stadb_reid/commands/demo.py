@@ -5,7 +5,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_RECIPE, Config
+from ..config import Config
+from ..config.files import DEFAULT_RECIPE
 from ..data import dataset_from_config
 from ..engine.preflight import check_dataset_fits, prepare_output_dir
 from ..engine.run_folder import CHECKPOINT_NAME, FIGURES_DIR, SYNTHETIC_DIR
@@ -43,7 +44,7 @@ def run_demo(
 
     The synthetic data goes to ``OUTPUT/synthetic`` (generated once, reused after), the checkpoint and
     ``metrics.json`` to ``OUTPUT``, the figures of
-    :func:`~stadb_reid.visualization.visualize_checkpoint` (training curves, CMC, attention maps and
+    :func:`~stadb_reid.commands.visualize_checkpoint` (training curves, CMC, attention maps and
     ranked retrieval) to ``OUTPUT/figures``. The untrained figures are stored in ``metrics.json`` under
     ``"untrained"``. An ``OUTPUT`` that holds an earlier run is refused unless ``overwrite``, or
     continued from its newest checkpoint with ``resume`` (the untrained network is scored again: it is

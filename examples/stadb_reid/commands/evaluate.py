@@ -3,7 +3,8 @@
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, Overrides, flatten_config, load_config
+from ..config import Config, Overrides, load_config
+from ..config.files import flatten_config
 from ..data import ReIDDataset, dataset_from_config
 from ..engine.build import build_model, resolve_device, seed_everything
 from ..engine.checkpoint import load_checkpoint

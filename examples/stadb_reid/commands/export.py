@@ -41,11 +41,11 @@ import torch
 
 from stadb_layers.checks import check_int
 
-from ..data import IMAGENET_MEAN, IMAGENET_STD
+from ..config.schema import IMAGENET_MEAN, IMAGENET_STD
 from ..engine.run_folder import METRICS_NAME, MODEL_DIR
-from ..inference import save_trained_model
 from ..inference.precision import onnx_program
-from ..model.folder import save_weights
+from ..model.folder.files import save_trained_model
+from ..model.folder.weights import save_weights
 from .evaluate import load_trained_model
 
 __all__ = [

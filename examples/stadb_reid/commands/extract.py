@@ -1,7 +1,7 @@
 """Embedding every image of a folder with the model of a checkpoint or a model folder, in batches.
 
-The images are found recursively (suffixes of :data:`~stadb_reid.data.IMAGE_EXTENSIONS`, any case)
-and sorted by their path relative to the folder. ``FEATS.npy`` receives the ``(N, D)`` float32
+The images are found recursively (suffixes of :data:`~stadb_reid.data.datasets.base.IMAGE_EXTENSIONS`,
+any case) and sorted by their path relative to the folder. ``FEATS.npy`` receives the ``(N, D)`` float32
 embeddings and ``FEATS.txt`` beside it the relative paths (``/``-separated), one a line, in row order.
 The embedding is :class:`~stadb_reid.inference.ReIDExtractor`'s, fed by a ``DataLoader`` so images
 load in worker processes.
@@ -22,19 +22,15 @@ from tqdm import tqdm
 from stadb_layers.checks import check_non_negative_int, check_positive_int
 
 from ..config import Config
-from ..data import (
-    IMAGE_EXTENSIONS,
-    DatasetNotFoundError,
-    EmptyDatasetError,
-    ImageDataset,
-    ReIDSample,
-    UnreadableImageError,
-    read_image,
-)
+from ..data import ReIDSample
+from ..data.datasets.base import IMAGE_EXTENSIONS
+from ..data.loaders import ImageDataset, read_image
 from ..engine.build import resolve_device
-from ..inference import Precision, ReIDExtractor, trained_model_config
+from ..errors import DatasetNotFoundError, EmptyDatasetError, UnreadableImageError
+from ..inference import Precision, ReIDExtractor
 from ..model import STADBNet
-from ..model.folder import load_model_folder
+from ..model.folder.config import trained_model_config
+from ..model.folder.files import load_model_folder
 from .evaluate import load_trained_model
 
 __all__ = ["extract_folder", "find_images"]

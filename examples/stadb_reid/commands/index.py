@@ -12,19 +12,10 @@ from pathlib import Path
 
 from ..errors import GalleryIndexError
 from ..inference import Precision, ReIDExtractor
-from ..search import (
-    DEFAULT_CHUNK_SIZE,
-    AnnKind,
-    AnnSummary,
-    GalleryIndex,
-    IndexSummary,
-    build_index,
-    is_index,
-    remove_ann,
-    remove_index,
-    update_ann,
-)
+from ..search import GalleryIndex, build_index
+from ..search.ann import AnnKind, AnnSummary, remove_ann, update_ann
 from ..search.faiss_backend import import_faiss
+from ..search.index import DEFAULT_CHUNK_SIZE, IndexSummary, is_index, remove_index
 from .extract import find_images
 from .streaming import StreamingEmbedder, pending_images
 
@@ -72,8 +63,8 @@ def index_gallery(
         progress: Show a tqdm progress bar.
 
     Returns:
-        The :class:`~stadb_reid.search.IndexSummary` (images in the index, new, embedded now, chunks)
-        and the :class:`~stadb_reid.search.AnnSummary`, or ``None`` without an ANN index.
+        The :class:`~stadb_reid.search.index.IndexSummary` (images in the index, new, embedded now, chunks)
+        and the :class:`~stadb_reid.search.ann.AnnSummary`, or ``None`` without an ANN index.
 
     Raises:
         DatasetNotFoundError: ``images`` is not a folder.

@@ -11,8 +11,10 @@ import inspect
 import torch
 from omegaconf import OmegaConf
 
-from ..config import Config, ConfigError, DataConfig, OptimConfig, config_to_dict
+from ..config import Config, config_to_dict
+from ..config.schema import DataConfig, OptimConfig
 from ..engine.schedule import optim_schedule, schedule_changes
+from ..errors import ConfigError
 
 __all__ = ["KNOWN_NUM_CLASSES", "describe_config", "describe_schedule", "num_classes_of", "parameter_count"]
 

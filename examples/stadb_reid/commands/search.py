@@ -11,21 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import DatasetNotFoundError
-from ..errors import ConfigError, GalleryIndexError, ModelFolderError
+from ..errors import ConfigError, DatasetNotFoundError, GalleryIndexError, ModelFolderError
 from ..inference import ReIDExtractor
-from ..model.folder import FOLDER_FILES
-from ..search import (
-    DEFAULT_RERANK_POOL,
-    QueryResult,
-    SearchBackend,
-    SearchMetric,
-    Shards,
-    render_page,
-    results_to_json,
-    search_shards,
-)
+from ..model.folder.names import FOLDER_FILES
+from ..search import QueryResult, Shards, render_page, search_shards
+from ..search.exact import SearchMetric
 from ..search.faiss_backend import import_faiss
+from ..search.query import DEFAULT_RERANK_POOL, results_to_json
+from ..search.shards import SearchBackend
 from .extract import find_images
 
 __all__ = ["check_search_outputs", "default_search_outputs", "search_gallery"]

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ..data import ImageDataset, ReIDSample
+from ..data import ReIDSample
+from ..data.loaders import ImageDataset
 from ..inference import ReIDExtractor
 from ..search import GalleryIndex
 from .extract import _BatchesNamingBadImages
@@ -38,7 +39,7 @@ def pending_images(index: GalleryIndex) -> list[Path]:
 
 
 class StreamingEmbedder:
-    """An index embedder (:class:`~stadb_reid.search.Embedder`) fed by worker processes.
+    """An index embedder (:class:`~stadb_reid.search.index.Embedder`) fed by worker processes.
 
     Args:
         extractor: Embeds the preprocessed images.

@@ -25,12 +25,14 @@ from safetensors import safe_open
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ..config import ConfigError, Overrides
-from ..data import ImageDataset, ReIDSample, build_test_transform, dataset_from_config
-from ..errors import ExportVerificationError
+from ..config import Overrides
+from ..data import ReIDSample, build_test_transform, dataset_from_config
+from ..data.loaders import ImageDataset
+from ..errors import ConfigError, ExportVerificationError
 from ..evaluation import evaluate_from_features
 from ..model import STADBNet
-from ..model.folder import load_model_folder, load_weights
+from ..model.folder.files import load_model_folder
+from ..model.folder.weights import load_weights
 from .evaluate import load_trained_model
 from .export import PREPROCESSING_FILE, ExportFormat
 

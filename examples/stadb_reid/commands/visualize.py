@@ -1,7 +1,7 @@
 """All figures of a checkpoint: training curves, CMC, attention maps and ranked retrieval.
 
 :func:`visualize_checkpoint` rebuilds the model and dataset of a checkpoint as
-:func:`~stadb_reid.engine.evaluate_checkpoint` does, embeds the query and gallery sets once, and writes
+:func:`~stadb_reid.commands.evaluate_checkpoint` does, embeds the query and gallery sets once, and writes
 ``curves.png``, ``cmc.png``, ``attention.png`` and ``retrieval.png``. The same queries, chosen at
 random with a seed and from different identities where possible, appear in the attention and the
 retrieval figures.
@@ -19,11 +19,13 @@ from torch import Tensor
 from stadb_layers.checks import check_positive_int
 
 from ..config import Overrides
-from ..data import ReIDSample, build_test_transform, dataset_from_config, read_image
+from ..data import ReIDSample, build_test_transform, dataset_from_config
+from ..data.loaders import read_image
 from ..engine.build import resolve_device
 from ..engine.evaluate import embed_test_sets, rank_test_sets
 from ..errors import CheckpointError
-from ..evaluation import RankMetrics, has_match_in_other_camera, pairwise_distance
+from ..evaluation import RankMetrics, pairwise_distance
+from ..evaluation.queries import has_match_in_other_camera
 from ..visualization.attention import denormalize, plot_attention
 from ..visualization.attention_maps import compute_attention_maps
 from ..visualization.cmc import plot_cmc
@@ -91,7 +93,7 @@ def visualize_checkpoint(
         output_dir: Folder of the PNG files (created if needed).
         overrides: Settings to change from the checkpoint's, e.g.
             ``Overrides.from_flags(data_root=..., device="cpu")`` (see
-            :func:`~stadb_reid.commands.load_trained_model`).
+            :func:`~stadb_reid.commands.evaluate.load_trained_model`).
         num_queries: Queries shown in the attention and retrieval figures.
         top_k: Gallery matches shown per query.
         seed: Seed of the query choice.

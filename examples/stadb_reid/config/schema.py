@@ -10,6 +10,8 @@ from enum import Enum
 from typing import Any
 
 __all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "AmpMode",
     "AttentionType",
     "CBAMConfig",
@@ -92,6 +94,14 @@ def default_num_workers() -> int:
     """Loader processes by default: the CPUs this process may run on, at most 8."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return min(cpus, 8)
+
+
+#: The input normalisation of every run, not a setting: the channel means (RGB, [0, 1] scale) of
+#: ImageNet, which the pretrained backbones expect. The test transform applies it, and a model folder
+#: records it for the programs that feed the network.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+#: The ImageNet channel standard deviations (see :data:`IMAGENET_MEAN`).
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 @dataclass

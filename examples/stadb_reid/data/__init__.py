@@ -14,94 +14,29 @@ Typical use::
 """
 
 from stadb_reid.data.datasets import (
-    IMAGE_EXTENSIONS,
-    DatasetFormatError,
-    DatasetNotFoundError,
-    DatasetOptionError,
-    EmptyDatasetError,
-    FileNameError,
-    ReIDDataError,
     ReIDDataset,
     ReIDSample,
-    UnknownDatasetError,
-    UnreadableImageError,
     available_datasets,
     build_dataset,
     dataset_from_config,
-    load_celeb_reid,
-    load_cuhk03,
-    load_dukemtmc,
-    load_folder,
-    load_market1501,
-    load_msmt17,
-    load_synthetic,
-    load_viper,
     register_dataset,
 )
-from stadb_reid.data.integrity import check_images_open, image_problem
-from stadb_reid.data.loaders import (
-    EPOCH_SAMPLERS,
-    ImageDataset,
-    SeededBatchSampler,
-    TrainLoader,
-    build_test_loaders,
-    build_train_loader,
-    read_image,
-)
-from stadb_reid.data.sampler import IdentityBatchSampler, IdentityEpochSampler, PKSampler
-from stadb_reid.data.synthetic import StaleDatasetError, generate_synthetic_reid, render_person
-from stadb_reid.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Cutout,
-    build_test_transform,
-    build_train_transform,
-    cutout_side,
-)
+from stadb_reid.data.loaders import build_test_loaders, build_train_loader
+from stadb_reid.data.sampler import PKSampler
+from stadb_reid.data.synthetic import generate_synthetic_reid
+from stadb_reid.data.transforms import build_test_transform, build_train_transform
 
 __all__ = [
-    "EPOCH_SAMPLERS",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "IMAGE_EXTENSIONS",
-    "Cutout",
-    "DatasetFormatError",
-    "DatasetNotFoundError",
-    "DatasetOptionError",
-    "EmptyDatasetError",
-    "FileNameError",
-    "IdentityBatchSampler",
-    "IdentityEpochSampler",
-    "ImageDataset",
     "PKSampler",
-    "ReIDDataError",
     "ReIDDataset",
     "ReIDSample",
-    "SeededBatchSampler",
-    "StaleDatasetError",
-    "TrainLoader",
-    "UnknownDatasetError",
-    "UnreadableImageError",
     "available_datasets",
     "build_dataset",
     "build_test_loaders",
     "build_test_transform",
     "build_train_loader",
     "build_train_transform",
-    "check_images_open",
-    "cutout_side",
     "dataset_from_config",
     "generate_synthetic_reid",
-    "image_problem",
-    "load_celeb_reid",
-    "load_cuhk03",
-    "load_dukemtmc",
-    "load_folder",
-    "load_market1501",
-    "load_msmt17",
-    "load_synthetic",
-    "load_viper",
-    "read_image",
     "register_dataset",
-    "render_person",
 ]

@@ -31,19 +31,14 @@ from torchvision.transforms import v2
 
 from stadb_layers.checks import check_in_interval, check_int, check_positive_int, check_probability
 
+from ..config.schema import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "Cutout",
     "build_test_transform",
     "build_train_transform",
     "cutout_side",
 ]
-
-#: ImageNet channel means (RGB, [0, 1] scale).
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-#: ImageNet channel standard deviations.
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 Transform = Callable[[Any], Tensor]
 

@@ -4,38 +4,10 @@ The commands built on it (evaluate a checkpoint, export, extract, visualize, the
 :mod:`stadb_reid.commands`.
 """
 
-from .build import build_model, resolve_device, seed_everything
-from .checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
-from .divergence import TrainingDivergedError
-from .evaluate import evaluate_model
-from .hooks import CheckpointHook, EvalHook, InterruptHook, ProgressHook, TensorBoardHook
-from .interrupt import TrainingInterruptedError
+from .build import build_model
+from .checkpoint import load_checkpoint
 from .loop import HookBase, TrainLoop
-from .preflight import validate_config
-from .schedule import learning_rate
-from .state import ResumePosition, TrainState
-from .trainer import train
+from .state import TrainState
+from .trainer import Trainer, train
 
-__all__ = [
-    "CheckpointHook",
-    "EvalHook",
-    "HookBase",
-    "InterruptHook",
-    "ProgressHook",
-    "ResumePosition",
-    "TensorBoardHook",
-    "TrainLoop",
-    "TrainState",
-    "TrainingDivergedError",
-    "TrainingInterruptedError",
-    "build_model",
-    "evaluate_model",
-    "learning_rate",
-    "load_checkpoint",
-    "load_latest_checkpoint",
-    "resolve_device",
-    "save_checkpoint",
-    "seed_everything",
-    "train",
-    "validate_config",
-]
+__all__ = ["HookBase", "TrainLoop", "TrainState", "Trainer", "build_model", "load_checkpoint", "train"]

@@ -17,11 +17,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from stadb_layers import RandomBranchSelector
 
-from ..config import Config, DataConfig
-from ..data import ReIDDataset, TrainLoader, build_train_loader, dataset_from_config
+from ..config import Config
+from ..config.schema import DataConfig
+from ..data import ReIDDataset, build_train_loader, dataset_from_config
+from ..data.loaders import TrainLoader
 from ..errors import ConfigError
 from ..model import STADBNet
-from ..model.folder_config import network_arguments
+from ..model.folder.config import network_arguments
 from .distributed import DistributedContext
 from .precision import Precision
 from .step import TrainStep

@@ -8,13 +8,13 @@ from torch import nn
 from ..config import Config
 from ..data import ReIDDataset, build_test_loaders
 from ..evaluation import (
-    Embeddings,
     RankMetrics,
     evaluate_from_features,
     extract_features,
     k_reciprocal_rerank_features,
     rank_metrics,
 )
+from ..evaluation.features import Embeddings
 
 __all__ = ["embed_test_sets", "evaluate_model", "rank_test_sets"]
 

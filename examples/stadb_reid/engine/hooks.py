@@ -13,7 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..errors import TrainingDivergedError, TrainingInterruptedError
-from ..evaluation import format_truncated_ap
+from ..evaluation.metrics import format_truncated_ap
 from .checkpoint import save_checkpoint
 from .distributed import DistributedContext
 from .divergence import first_non_finite

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import TrainLoader
+from ..data.loaders import TrainLoader
 from ..errors import TrainingDivergedError
 from .state import ResumePosition
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import AmpMode, ConfigError
+from ..config.schema import AmpMode
+from ..errors import ConfigError
 from ..inference.precision import cpu_has_native_bf16
 
 __all__ = ["AMP_MODES", "Precision", "cpu_has_native_bf16"]

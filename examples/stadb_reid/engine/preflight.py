@@ -11,11 +11,15 @@ from pathlib import Path
 
 from stadb_layers.checks import check_in_interval, check_int
 
-from ..config import Config, ConfigError, EpochMode, check_config_limits
-from ..data import ReIDDataset, available_datasets, check_images_open, cutout_side
-from ..errors import UnreadableImageError
-from ..evaluation import has_match_in_other_camera
-from ..model import PretrainedWeightsUnavailableError, check_pretrained_reachable
+from ..config import Config
+from ..config.limits import check_config_limits
+from ..config.schema import EpochMode
+from ..data import ReIDDataset, available_datasets
+from ..data.integrity import check_images_open
+from ..data.transforms import cutout_side
+from ..errors import ConfigError, PretrainedWeightsUnavailableError, UnreadableImageError
+from ..evaluation.queries import has_match_in_other_camera
+from ..model.backbone import check_pretrained_reachable
 from ..model.config_checks import check_input_size, check_model_config
 from .run_folder import RUN_FILES, owned_files
 

@@ -8,7 +8,7 @@ finished, its record. Every module that reads or writes one of these files takes
 
 from pathlib import Path
 
-from ..model.folder import FOLDER_FILES
+from ..model.folder.names import FOLDER_FILES
 from .checkpoint import previous_checkpoint_path
 
 __all__ = [

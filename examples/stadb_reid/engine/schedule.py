@@ -13,7 +13,7 @@ at the first stage, so ``N = 2, s = 1`` gives half the rate in epoch 1 and the f
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from ..config import OptimConfig
+from ..config.schema import OptimConfig
 
 __all__ = ["learning_rate", "optim_schedule", "schedule_changes"]
 

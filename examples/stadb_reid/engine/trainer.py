@@ -18,8 +18,8 @@ import torch.distributed as dist
 from ..config import Config, config_to_dict
 from ..data import ReIDDataset
 from ..errors import CheckpointError, ConfigError
-from ..inference import save_trained_model
-from ..model.card import command_line
+from ..model.folder.card import command_line
+from ..model.folder.files import save_trained_model
 from ..visualization.curves import plot_training_curves
 from .build import (
     build_dataset,

@@ -13,26 +13,18 @@ or, with a full distance matrix (e.g. re-ranked)::
     cmc, mAP = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
 """
 
-from .distance import DEFAULT_DISTANCE_CHUNK_SIZE, Metric, evaluate_from_features, pairwise_distance
-from .features import Embeddings, extract_features
-from .metrics import EvaluationProtocol, RankMetrics, format_truncated_ap, truncated_ap_key
-from .queries import has_match_in_other_camera
+from .distance import evaluate_from_features, pairwise_distance
+from .features import extract_features
+from .metrics import RankMetrics
 from .rank import evaluate_rank, rank_metrics
 from .rerank_features import k_reciprocal_rerank_features
 
 __all__ = [
-    "DEFAULT_DISTANCE_CHUNK_SIZE",
-    "Embeddings",
-    "EvaluationProtocol",
-    "Metric",
     "RankMetrics",
     "evaluate_from_features",
     "evaluate_rank",
     "extract_features",
-    "format_truncated_ap",
-    "has_match_in_other_camera",
     "k_reciprocal_rerank_features",
     "pairwise_distance",
     "rank_metrics",
-    "truncated_ap_key",
 ]

@@ -26,19 +26,19 @@ from torchvision.transforms import v2
 
 from stadb_layers.checks import check_positive_int
 
-from ..data import read_image
+from ..data.loaders import read_image
 from ..data.synthetic import render_person
 from ..errors import ConfigError
 from ..model import STADBNet
-from ..model.folder import load_model_folder, model_fingerprint
-from ..model.folder_config import ModelFolderConfig
+from ..model.folder.config import ModelFolderConfig
+from ..model.folder.files import load_model_folder, model_fingerprint
 from .precision import Precision, build_runtime
 
 __all__ = ["ImageInput", "Preprocess", "ReIDExtractor"]
 
-#: One image: a PIL image, an ``(H, W, 3)`` uint8 RGB array, a file path, or a float ``(3, H, W)``
-#: tensor in [0, 1]; a float ``(N, 3, H, W)`` tensor or an ``(N, H, W, 3)`` uint8 array is a batch.
 ImageInput = Image.Image | npt.NDArray[np.uint8] | str | os.PathLike[str] | Tensor
+"""One image: a PIL image, an ``(H, W, 3)`` uint8 RGB array, a file path, or a float ``(3, H, W)``
+tensor in [0, 1]; a float ``(N, 3, H, W)`` tensor or an ``(N, H, W, 3)`` uint8 array is a batch."""
 
 
 class Preprocess:
@@ -119,7 +119,7 @@ class ReIDExtractor:
         >>> from pathlib import Path
         >>> from stadb_reid.config import config_to_dict, load_config
         >>> from stadb_reid.model.folder import save_model_folder
-        >>> from stadb_reid.model.folder_config import model_folder_config
+        >>> from stadb_reid.model.folder import model_folder_config
         >>> run = load_config([], {"model.backbone": "resnet18", "data.height": 64, "data.width": 32})
         >>> network = STADBNet(4, backbone="resnet18")
         >>> described = model_folder_config(network, config_to_dict(run), num_classes=4,

@@ -1,11 +1,11 @@
 """The rules a network's settings obey, one set for a training config and a model folder's ``config.yaml``.
 
-:func:`~stadb_reid.engine.validate_config` applies them to a run's config before training, and
-:meth:`~stadb_reid.model.folder_config.ModelFolderConfig.from_dict` to a model folder (a downloaded,
+:func:`~stadb_reid.engine.preflight.validate_config` applies them to a run's config before training, and
+:meth:`~stadb_reid.model.folder.config.ModelFolderConfig.from_dict` to a model folder (a downloaded,
 untrusted file) before anything is built. The schema checks types only; these check values.
 
 Examples:
-    >>> from stadb_reid.config import ModelConfig
+    >>> from stadb_reid.config.schema import ModelConfig
     >>> check_model_config(ModelConfig(alpha=0.5))
     >>> check_model_config(ModelConfig(alpha=5.0))
     Traceback (most recent call last):
@@ -22,7 +22,8 @@ import torch
 from stadb_layers import CBAM
 from stadb_layers.checks import check_in_interval, check_int
 
-from ..config import ModelConfig, Variant
+from ..config import Variant
+from ..config.schema import ModelConfig
 from ..errors import ConfigError
 from .backbone import check_backbone_name
 

@@ -19,7 +19,8 @@ from torch import nn
 
 from stadb_layers import BatchDrop, RandomBranchSelector, SelfThresholdDrop, create_attention
 
-from ..config import ClassifierInit, Variant
+from ..config import Variant
+from ..config.schema import ClassifierInit
 
 __all__ = ["DropAttentionBranch", "EmbeddingHead", "build_regulariser"]
 

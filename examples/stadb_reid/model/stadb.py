@@ -22,9 +22,10 @@ from torch import nn
 
 from stadb_layers import RandomBranchSelector
 
-from ..config import ClassifierInit, Variant
+from ..config import Variant
+from ..config.schema import ClassifierInit
 from .backbone import build_backbone
-from .folder import load_model_folder
+from .folder.files import load_model_folder
 from .heads import DropAttentionBranch, EmbeddingHead, build_regulariser
 
 __all__ = ["STADBNet", "TrainOutput", "Variant"]

@@ -20,90 +20,19 @@ Typical use (the ``stadb-reid index`` and ``stadb-reid search`` commands do this
 * :mod:`~stadb_reid.search.html`: the self-contained results page.
 """
 
-from .ann import (
-    ANN_KINDS,
-    MIN_IVF_ROWS,
-    AnnIndex,
-    AnnKind,
-    AnnPlan,
-    AnnSummary,
-    has_ann,
-    plan_ann,
-    remove_ann,
-    update_ann,
-)
-from .exact import DEFAULT_BLOCK_ROWS, Gallery, SearchMetric, exact_search
-from .faiss_backend import faiss_available, faiss_search, import_faiss
-from .html import render_page, thumbnail_uri
-from .index import (
-    DEFAULT_CHUNK_SIZE,
-    Embedder,
-    GalleryIndex,
-    IndexSummary,
-    build_index,
-    is_index,
-    remove_index,
-)
-from .manifest import ImageRecord, IndexManifest, parse_labels
-from .query import (
-    DEFAULT_RERANK_POOL,
-    Backend,
-    Match,
-    QueryResult,
-    format_results,
-    gather_rows,
-    nearest,
-    rerank_nearest,
-    rerank_rows,
-    results_to_json,
-    search_index,
-)
-from .shards import DEFAULT_SHORTLIST, SearchBackend, Shards, refine, search_shards
+from .html import render_page
+from .index import GalleryIndex, build_index
+from .query import Match, QueryResult, format_results, search_index
+from .shards import Shards, search_shards
 
 __all__ = [
-    "ANN_KINDS",
-    "DEFAULT_BLOCK_ROWS",
-    "DEFAULT_CHUNK_SIZE",
-    "DEFAULT_RERANK_POOL",
-    "DEFAULT_SHORTLIST",
-    "MIN_IVF_ROWS",
-    "AnnIndex",
-    "AnnKind",
-    "AnnPlan",
-    "AnnSummary",
-    "Backend",
-    "Embedder",
-    "Gallery",
     "GalleryIndex",
-    "ImageRecord",
-    "IndexManifest",
-    "IndexSummary",
     "Match",
     "QueryResult",
-    "SearchBackend",
-    "SearchMetric",
     "Shards",
     "build_index",
-    "exact_search",
-    "faiss_available",
-    "faiss_search",
     "format_results",
-    "gather_rows",
-    "has_ann",
-    "import_faiss",
-    "is_index",
-    "nearest",
-    "parse_labels",
-    "plan_ann",
-    "refine",
-    "remove_ann",
-    "remove_index",
     "render_page",
-    "rerank_nearest",
-    "rerank_rows",
-    "results_to_json",
     "search_index",
     "search_shards",
-    "thumbnail_uri",
-    "update_ann",
 ]

@@ -2,7 +2,7 @@
 
 A flat faiss index is exact as well: ``IndexFlatL2`` for ``"euclidean"`` (faiss returns squared
 distances; their square root is reported) and ``IndexFlatIP`` on L2-normalised rows for ``"cosine"``
-(``1 - inner product``). The results are those of :func:`~stadb_reid.search.exact_search` up to float
+(``1 - inner product``). The results are those of :func:`~stadb_reid.search.exact.exact_search` up to float
 rounding; faiss's own BLAS kernels are often faster for many queries at once. faiss is imported only
 when this backend is used, and its absence is a one-line :class:`~stadb_reid.errors.ConfigError`.
 
@@ -61,12 +61,12 @@ def faiss_search(
     Args:
         queries: ``(Q, D)`` query embeddings.
         gallery: ``(G, D)`` gallery embeddings or a list of chunks, as for
-            :func:`~stadb_reid.search.exact_search`.
+            :func:`~stadb_reid.search.exact.exact_search`.
         k: Neighbours per query; fewer when the gallery is smaller.
         metric: ``"euclidean"`` or ``"cosine"``.
 
     Returns:
-        ``(distances, rows)`` as :func:`~stadb_reid.search.exact_search` returns them.
+        ``(distances, rows)`` as :func:`~stadb_reid.search.exact.exact_search` returns them.
 
     Raises:
         ConfigError: faiss is not installed.

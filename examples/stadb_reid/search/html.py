@@ -21,7 +21,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..data import read_image
+from ..data.loaders import read_image
 from ..errors import UnreadableImageError
 from .query import Match, QueryResult
 

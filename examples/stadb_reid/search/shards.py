@@ -11,8 +11,9 @@ index built from the shards' images in that order, and the results are that inde
   chunks, and keeps the ``k`` best of the union, ties by combined row: the top-k one index would
   return whenever each shard's true top-k is on its shortlist (for ``flat`` always).
 
-``rerank`` re-ranks the ``rerank_pool`` nearest rows of each query (:func:`~stadb_reid.search.rerank_rows`),
-found as above: with ``ann``, the nearest of the union of the shards' shortlists.
+``rerank`` re-ranks the ``rerank_pool`` nearest rows of each query
+(:func:`~stadb_reid.search.query.rerank_rows`), found as above: with ``ann``, the nearest of the union
+of the shards' shortlists.
 
 Examples:
     >>> import numpy as np

@@ -19,36 +19,17 @@ Each ``plot_*`` function has a ``*_figure`` twin that returns the :class:`matplo
 instead of writing it.
 """
 
-from .attention import AttentionMaps, attention_figure, compute_attention_maps, denormalize, plot_attention
-from .cmc import cmc_figure, plot_cmc
-from .curves import plot_training_curves, training_curves_figure
-from .retrieval import (
-    CORRECT_COLOR,
-    QUERY_COLOR,
-    WRONG_COLOR,
-    RankedMatch,
-    plot_retrieval,
-    retrieval_figure,
-    select_queries,
-    top_matches,
-)
+from .attention import plot_attention
+from .attention_maps import compute_attention_maps
+from .cmc import plot_cmc
+from .curves import plot_training_curves
+from .retrieval import plot_retrieval, top_matches
 
 __all__ = [
-    "CORRECT_COLOR",
-    "QUERY_COLOR",
-    "WRONG_COLOR",
-    "AttentionMaps",
-    "RankedMatch",
-    "attention_figure",
-    "cmc_figure",
     "compute_attention_maps",
-    "denormalize",
     "plot_attention",
     "plot_cmc",
     "plot_retrieval",
     "plot_training_curves",
-    "retrieval_figure",
-    "select_queries",
     "top_matches",
-    "training_curves_figure",
 ]

@@ -35,7 +35,7 @@ from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ..data import IMAGENET_MEAN, IMAGENET_STD
+from ..config.schema import IMAGENET_MEAN, IMAGENET_STD
 from ._canvas import agg_figure, save_png
 from .attention_maps import AttentionMaps, check_image_batch, compute_attention_maps
 
@@ -53,8 +53,8 @@ def denormalize(images: Tensor) -> npt.NDArray[np.float32]:
     """Undo the ImageNet normalisation of the test transform, for display.
 
     Args:
-        images: ``(N, 3, H, W)`` images normalised with :data:`~stadb_reid.data.IMAGENET_MEAN` and
-            :data:`~stadb_reid.data.IMAGENET_STD`.
+        images: ``(N, 3, H, W)`` images normalised with :data:`~stadb_reid.config.schema.IMAGENET_MEAN` and
+            :data:`~stadb_reid.config.schema.IMAGENET_STD`.
 
     Returns:
         ``(N, H, W, 3)`` float32 RGB in ``[0, 1]``.

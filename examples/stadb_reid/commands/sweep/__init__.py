@@ -12,43 +12,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...config import available_recipes, check_parallelism
-from ...engine.run_folder import RECORD_NAME
+from ...config import available_recipes
+from ...config.limits import check_parallelism
 from ...errors import ConfigError
-from .grid import BUNDLED_GRID_DIR, RunSpec, SweepGrid, load_grid
-from .report import REPORT_NAMES, build_report, markdown_report, write_report
+from .grid import RunSpec, SweepGrid, load_grid
+from .report import build_report, write_report
 from .runner import SweepFailedError, read_record, run_sweep
-from .stats import METRICS, PairedDifference, comparisons, paired_difference, summarise
-from .status import STATES, RunStatus, format_status, run_status
+from .status import RunStatus, run_status
 
 #: How a sweep's runs are started: child processes of this one, or scheduler jobs through submitit.
 LAUNCHERS = ("local", "submitit")
 
-__all__ = [
-    "BUNDLED_GRID_DIR",
-    "LAUNCHERS",
-    "METRICS",
-    "RECORD_NAME",
-    "REPORT_NAMES",
-    "STATES",
-    "PairedDifference",
-    "RunSpec",
-    "RunStatus",
-    "SweepFailedError",
-    "SweepGrid",
-    "build_report",
-    "comparisons",
-    "format_status",
-    "load_grid",
-    "markdown_report",
-    "paired_difference",
-    "read_record",
-    "run_sweep",
-    "summarise",
-    "sweep",
-    "sweep_status",
-    "write_report",
-]
+__all__ = ["load_grid", "sweep", "sweep_status"]
 
 
 def sweep(

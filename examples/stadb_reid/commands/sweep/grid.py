@@ -27,7 +27,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from ...config import CONFIG_LIMITS, available_recipes, read_config_file
+from ...config import available_recipes
+from ...config.limits import CONFIG_LIMITS
+from ...config.reading import read_config_file
 from ...errors import ConfigError
 
 __all__ = ["BUNDLED_GRID_DIR", "RunSpec", "SweepGrid", "load_grid"]
@@ -92,7 +94,7 @@ class SweepGrid:
 def load_grid(path: str | Path) -> SweepGrid:
     """Read and check a grid file, or a bundled grid by name (``table6_cuhk03_pair1``).
 
-    The file is read as a config file is (:func:`~stadb_reid.config.read_config_file`: UTF-8 YAML,
+    The file is read as a config file is (:func:`~stadb_reid.config.reading.read_config_file`: UTF-8 YAML,
     no Python tags, no interpolation), and every key is checked for its type and range.
 
     Raises:

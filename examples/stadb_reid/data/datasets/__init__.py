@@ -2,7 +2,7 @@
 
 An adapter only lists files and parses their names (it never opens an image, so building even
 MSMT17 takes a fraction of a second); unreadable images are reported when
-:class:`stadb_reid.data.ImageDataset` loads them. Every adapter returns the same structure:
+:class:`stadb_reid.data.loaders.ImageDataset` loads them. Every adapter returns the same structure:
 
 * ``train``: samples with identities relabelled to ``0 .. P-1`` (sorted by original id), ready
   for a classification head;
@@ -64,58 +64,29 @@ Examples:
     >>> shutil.rmtree(root)
 """
 
-from stadb_reid.data.datasets.base import IMAGE_EXTENSIONS, ReIDDataset, ReIDSample
-from stadb_reid.data.datasets.celeb_reid import load_celeb_reid
-from stadb_reid.data.datasets.cuhk03 import load_cuhk03
-from stadb_reid.data.datasets.dukemtmc import load_dukemtmc
-from stadb_reid.data.datasets.folder import load_folder
-from stadb_reid.data.datasets.market1501 import load_market1501
-from stadb_reid.data.datasets.msmt17 import load_msmt17
-
-# Not public, but importable from here as before the split (tests edit the registry in place).
-from stadb_reid.data.datasets.registry import _REGISTRY as _REGISTRY
-from stadb_reid.data.datasets.registry import DatasetFactory as DatasetFactory
+from stadb_reid.data.datasets import (  # noqa: F401  (importing an adapter registers it)
+    celeb_reid,
+    cuhk03,
+    dukemtmc,
+    folder,
+    market1501,
+    msmt17,
+    synthetic,
+    viper,
+)
+from stadb_reid.data.datasets.base import ReIDDataset, ReIDSample
 from stadb_reid.data.datasets.registry import (
     available_datasets,
     build_dataset,
     dataset_from_config,
     register_dataset,
 )
-from stadb_reid.data.datasets.synthetic import load_synthetic
-from stadb_reid.data.datasets.viper import load_viper
-from stadb_reid.errors import (
-    DatasetFormatError,
-    DatasetNotFoundError,
-    DatasetOptionError,
-    EmptyDatasetError,
-    FileNameError,
-    ReIDDataError,
-    UnknownDatasetError,
-    UnreadableImageError,
-)
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
-    "DatasetFormatError",
-    "DatasetNotFoundError",
-    "DatasetOptionError",
-    "EmptyDatasetError",
-    "FileNameError",
-    "ReIDDataError",
     "ReIDDataset",
     "ReIDSample",
-    "UnknownDatasetError",
-    "UnreadableImageError",
     "available_datasets",
     "build_dataset",
     "dataset_from_config",
-    "load_celeb_reid",
-    "load_cuhk03",
-    "load_dukemtmc",
-    "load_folder",
-    "load_market1501",
-    "load_msmt17",
-    "load_synthetic",
-    "load_viper",
     "register_dataset",
 ]

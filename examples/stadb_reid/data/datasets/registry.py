@@ -38,7 +38,7 @@ from stadb_reid.data.datasets.base import ReIDDataset
 from stadb_reid.errors import DatasetOptionError, UnknownDatasetError
 
 if TYPE_CHECKING:
-    from stadb_reid.config import DataConfig
+    from stadb_reid.config.schema import DataConfig
 
 __all__ = [
     "DatasetFactory",
@@ -150,7 +150,7 @@ def dataset_from_config(data: DataConfig) -> ReIDDataset:
     """Build the dataset a config names: ``build_dataset(data.dataset, data.root, **data.options)``.
 
     Args:
-        data: The ``data`` section of a :class:`stadb_reid.config.TrainConfig`.
+        data: The ``data`` section of a :class:`stadb_reid.config.Config`.
 
     Returns:
         The dataset.
@@ -160,7 +160,7 @@ def dataset_from_config(data: DataConfig) -> ReIDDataset:
         DatasetOptionError: ``data.options`` holds an option the adapter does not take.
 
     Examples:
-        >>> from stadb_reid.config import DataConfig
+        >>> from stadb_reid.config.schema import DataConfig
         >>> dataset_from_config(DataConfig(dataset="nope"))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...

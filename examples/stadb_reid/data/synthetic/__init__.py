@@ -49,9 +49,7 @@ Examples:
     >>> shutil.rmtree(root.parent)
 """
 
-from stadb_reid.data.synthetic.metadata import METADATA_FILE
 from stadb_reid.data.synthetic.rendering import render_person
 from stadb_reid.data.synthetic.writing import generate_synthetic_reid
-from stadb_reid.errors import StaleDatasetError
 
-__all__ = ["METADATA_FILE", "StaleDatasetError", "generate_synthetic_reid", "render_person"]
+__all__ = ["generate_synthetic_reid", "render_person"]

@@ -1,20 +1,15 @@
-"""A trained model as a folder to share: ``config.yaml``, ``model.safetensors`` and a ``README.md`` card.
+"""A model folder written and read as a whole: its three files, from a local path or a Hub repo id.
 
-- ``config.yaml`` holds what rebuilds the eval-mode network and feeds it
-  (:class:`~stadb_reid.model.folder_config.ModelFolderConfig`).
-- ``model.safetensors`` holds the weights alone: reading it never runs code, unlike a pickle.
-- ``README.md`` is the model card (:func:`~stadb_reid.model.card.model_card`).
-
-Loading never unpickles anything: the YAML is read with a safe loader, the weights with
-``safetensors``. A folder whose weights do not fit the network its config describes is refused, naming
-the first missing, unexpected or mis-shaped tensor. A folder can also come from the Hugging Face Hub
-(:func:`resolve_model_folder`).
+Loading never unpickles anything: the YAML is read with a safe loader
+(:class:`~stadb_reid.model.folder.config.ModelFolderConfig` checks every value), the weights with
+``safetensors`` (:mod:`~stadb_reid.model.folder.weights`). Before the network is allocated it is
+measured on the meta device (:mod:`~stadb_reid.model.folder.footprint`).
 
 Examples:
     >>> import shutil, tempfile
     >>> from stadb_reid.config import config_to_dict, load_config
     >>> from stadb_reid.model import STADBNet
-    >>> from stadb_reid.model.folder_config import model_folder_config
+    >>> from stadb_reid.model.folder.config import model_folder_config
     >>> run = load_config([], {"model.backbone": "resnet18", "data.height": 64, "data.width": 32})
     >>> network = STADBNet(5, backbone="resnet18").eval()
     >>> config = model_folder_config(
@@ -34,68 +29,45 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from omegaconf import OmegaConf
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import ModelFolderError
-from .card import model_card
-from .folder_config import ModelFolderConfig, network_arguments
+from ...errors import ModelFolderError
+from .card import model_card, run_provenance
+from .config import EmbeddingNetwork, ModelFolderConfig, network_arguments, trained_model_config
 from .footprint import check_footprint, measure_footprint
 from .hub import download_from_hub, is_repo_id
-
-if TYPE_CHECKING:
-    import os
-
-    from .stadb import STADBNet
+from .names import CARD_NAME, CONFIG_NAME, FOLDER_FILES, WEIGHTS_NAME
+from .weights import HasStateDict, load_weights, save_weights, state_tensors
 
 __all__ = [
-    "CARD_NAME",
-    "CONFIG_NAME",
-    "FOLDER_FILES",
-    "WEIGHTS_NAME",
     "load_model_folder",
-    "load_weights",
     "model_fingerprint",
     "read_model_config",
     "resolve_model_folder",
     "save_model_folder",
-    "save_weights",
+    "save_trained_model",
 ]
 
-CONFIG_NAME = "config.yaml"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
-FOLDER_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
-NetworkT = TypeVar("NetworkT", bound="STADBNet")
-
-
-def _tensors(network: nn.Module) -> dict[str, torch.Tensor]:
-    # The branch selector's generator state is not a tensor and only matters in training.
-    return {k: v for k, v in network.state_dict().items() if isinstance(v, torch.Tensor)}
-
-
-def save_weights(network: nn.Module, path: Path, metadata: Mapping[str, str] | None = None) -> None:
-    """Write every tensor of ``network``'s ``state_dict`` to a safetensors file (CPU, contiguous)."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in _tensors(network).items()}
-    save_file(tensors, str(path), metadata=dict(metadata or {"format": "pt"}))
+NetworkT = TypeVar("NetworkT", bound=nn.Module)
 
 
 def save_model_folder(
-    folder: Path | str, network: STADBNet, config: ModelFolderConfig, *, overwrite: bool = False
+    folder: Path | str, network: HasStateDict, config: ModelFolderConfig, *, overwrite: bool = False
 ) -> Path:
     """Write ``config.yaml``, ``model.safetensors`` and ``README.md`` of ``network`` into ``folder``.
 
     Args:
         folder: Created if missing; other files in it are left alone.
         network: The trained network.
-        config: Its description, from :func:`~stadb_reid.model.folder_config.model_folder_config`.
+        config: Its description, from :func:`~stadb_reid.model.folder.config.trained_model_config`
+            (or :func:`~stadb_reid.model.folder.config.model_folder_config` for other preprocessing).
         overwrite: Replace the three files if they exist; without it an existing one is refused.
 
     Returns:
@@ -116,6 +88,45 @@ def save_model_folder(
     except OSError as error:
         raise ModelFolderError(f"cannot write model folder {folder}: {error.strerror or error}") from error
     return folder
+
+
+def save_trained_model(
+    folder: Path,
+    network: EmbeddingNetwork,
+    run_config: Mapping[str, Any],
+    num_classes: int,
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the model folder of a network this package trained, its card naming this command line.
+
+    The preprocessing recorded is the trainer's own (see
+    :func:`~stadb_reid.model.folder.config.trained_model_config`).
+
+    Args:
+        folder: The folder to write (see :func:`save_model_folder`).
+        network: The trained network.
+        run_config: The run's config as a plain dict.
+        num_classes: Training identities.
+        metrics: The run's results, for the card.
+        height: Input height; default: the run's ``data.height``.
+        width: Input width; default: the run's ``data.width``.
+        overwrite: Replace the folder's files if they exist.
+
+    Returns:
+        ``folder``.
+
+    Raises:
+        ModelFolderError: A file exists and ``overwrite`` is not set, or writing fails.
+    """
+    provenance = run_provenance(run_config, metrics)
+    config = trained_model_config(
+        network, run_config, num_classes, height=height, width=width, provenance=provenance
+    )
+    return save_model_folder(folder, network, config, overwrite=overwrite)
 
 
 def resolve_model_folder(path_or_repo_id: str | os.PathLike[str]) -> Path:
@@ -155,50 +166,6 @@ def read_model_config(folder: Path) -> ModelFolderConfig:
     return ModelFolderConfig.from_dict(data, path)
 
 
-def _first_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str | None:
-    for name, tensor in expected.items():
-        if name not in found:
-            return f"missing tensor {name!r}"
-        if found[name].shape != tensor.shape:
-            return (
-                f"tensor {name!r} has shape {tuple(found[name].shape)} in the file, "
-                f"{tuple(tensor.shape)} in the network"
-            )
-    unexpected = [name for name in found if name not in expected]
-    return f"unexpected tensor {unexpected[0]!r}" if unexpected else None
-
-
-def _first_bad_value(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str | None:
-    """The first tensor of another kind of dtype (loading would cast it), or holding NaN or infinity."""
-    for name, tensor in expected.items():
-        value = found[name]
-        if value.is_floating_point() != tensor.is_floating_point() or value.is_complex():
-            return f"tensor {name!r} has dtype {value.dtype} in the file, {tensor.dtype} in the network"
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            return f"tensor {name!r} holds NaN or infinite values"
-    return None
-
-
-def load_weights(network: nn.Module, path: Path) -> None:
-    """Load a safetensors file into ``network``, refusing a file that does not fit it exactly.
-
-    Raises:
-        ModelFolderError: The file is missing or not safetensors (a pickle, say), or names the first
-            tensor the network lacks, the first it has that the file lacks, the first of another shape,
-            the first of another kind of dtype (integer or bool weights, a float step counter), or the
-            first holding NaN or infinity.
-    """
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as error:
-        raise ModelFolderError(f"{path} is not a readable safetensors file: {error}") from error
-    expected = _tensors(network)
-    problem = _first_mismatch(expected, tensors) or _first_bad_value(expected, tensors)
-    if problem is not None:
-        raise ModelFolderError(f"{path} does not fit the network of {CONFIG_NAME}: {problem}")
-    network.load_state_dict(tensors, strict=False)
-
-
 def _check_network_size(build: Callable[[], nn.Module], config: ModelFolderConfig, path: Path) -> None:
     """Refuse, before allocating, a network too large for memory or of another embedding size."""
     what = f"the network of num_classes {config.num_classes} at {config.height} x {config.width}"
@@ -236,7 +203,7 @@ def load_model_folder(
         ``(network, config)``.
 
     Before anything is allocated, the network is measured on the meta device: one too large for
-    memory (see :mod:`~stadb_reid.model.footprint`), or whose embedding size differs from the
+    memory (see :mod:`~stadb_reid.model.folder.footprint`), or whose embedding size differs from the
     config's, is refused.
 
     Raises:
@@ -253,7 +220,7 @@ def load_model_folder(
     return (network if device is None else network.to(device)), config
 
 
-def model_fingerprint(network: nn.Module, config: ModelFolderConfig) -> str:
+def model_fingerprint(network: HasStateDict, config: ModelFolderConfig) -> str:
     """16 hex digits identifying the embeddings: the weights, the network's config and preprocessing.
 
     The provenance does not count, so a checkpoint and the folder exported from it agree.
@@ -261,7 +228,7 @@ def model_fingerprint(network: nn.Module, config: ModelFolderConfig) -> str:
     digest = hashlib.sha256()
     defining = {k: v for k, v in config.to_dict().items() if k not in ("provenance", "num_classes")}
     digest.update(json.dumps(defining, sort_keys=True).encode())
-    for name, tensor in sorted(_tensors(network).items()):
+    for name, tensor in sorted(state_tensors(network).items()):
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -3,7 +3,7 @@
 The file holds ``format`` (:data:`MODEL_FORMAT`), ``num_classes``, ``embedding_dim``, ``input``
 (``height``, ``width`` and the normalisation ``mean`` and ``std``), ``model`` (the run config's
 ``model`` section) and ``provenance`` (dataset, recipe, metrics, command line and git commit;
-informative only, see :func:`~stadb_reid.model.card.run_provenance`).
+informative only, see :func:`~stadb_reid.model.folder.card.run_provenance`).
 """
 
 from __future__ import annotations
@@ -13,21 +13,26 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from stadb_layers.checks import check_int
 
-from ..config import AttentionType, ModelConfig
-from ..errors import ConfigError, ModelFolderError
-from .config_checks import check_input_size, check_model_config
+from ...config.schema import IMAGENET_MEAN, IMAGENET_STD, AttentionType, ModelConfig
+from ...errors import ConfigError, ModelFolderError
+from ..config_checks import check_input_size, check_model_config
+from .weights import HasStateDict
 
-if TYPE_CHECKING:
-    from .stadb import STADBNet
-
-__all__ = ["MODEL_FORMAT", "ModelFolderConfig", "model_folder_config", "network_arguments"]
+__all__ = [
+    "MODEL_FORMAT",
+    "EmbeddingNetwork",
+    "ModelFolderConfig",
+    "model_folder_config",
+    "network_arguments",
+    "trained_model_config",
+]
 
 MODEL_FORMAT = "stadb-reid-model/1"
 
@@ -164,8 +169,21 @@ class ModelFolderConfig:
         return model
 
 
+class EmbeddingNetwork(HasStateDict, Protocol):
+    """What a model folder needs of a network: its weights and the size of its eval-mode embedding.
+
+    :class:`~stadb_reid.model.STADBNet` is one; the folder's code never imports it, so the network
+    can import the folder (:meth:`~stadb_reid.model.STADBNet.from_pretrained`).
+    """
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the embedding the network returns in eval mode."""
+        ...
+
+
 def model_folder_config(
-    network: STADBNet,
+    network: EmbeddingNetwork,
     run_config: Mapping[str, Any],
     *,
     num_classes: int,
@@ -185,7 +203,8 @@ def model_folder_config(
         std: Normalisation standard deviation of the eval transform.
         height: Input height; default: ``run_config["data"]["height"]``.
         width: Input width; default: ``run_config["data"]["width"]``.
-        provenance: How the model was made, for the card (:func:`~stadb_reid.model.card.run_provenance`).
+        provenance: How the model was made, for the card
+            (:func:`~stadb_reid.model.folder.card.run_provenance`).
     """
     data = run_config["data"]
     return ModelFolderConfig(
@@ -221,3 +240,39 @@ def network_arguments(model: ModelConfig) -> dict[str, Any]:
         "classifier_init": model.classifier_init,
         "attention_kwargs": dataclasses.asdict(model.cbam) if cbam else None,
     }
+
+
+def trained_model_config(
+    network: EmbeddingNetwork,
+    run_config: Mapping[str, Any],
+    num_classes: int,
+    *,
+    height: int | None = None,
+    width: int | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> ModelFolderConfig:
+    """Describe a network this package trained with ``run_config`` (a plain dict), preprocessing included.
+
+    The trainer's test transform (:func:`~stadb_reid.data.build_test_transform`) resizes to the run's
+    ``data.height x data.width`` and normalises with :data:`~stadb_reid.config.schema.IMAGENET_MEAN`
+    and :data:`~stadb_reid.config.schema.IMAGENET_STD`; the config records exactly that, so
+    :class:`~stadb_reid.inference.ReIDExtractor` gives the embeddings ``stadb-reid evaluate`` computes.
+
+    Args:
+        network: The trained network.
+        run_config: The run's config (:func:`~stadb_reid.config.config_to_dict`).
+        num_classes: Training identities.
+        height: Input height; default: the run's ``data.height``.
+        width: Input width; default: the run's ``data.width``.
+        provenance: For the card; default: none.
+    """
+    return model_folder_config(
+        network,
+        run_config,
+        num_classes=num_classes,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        height=height,
+        width=width,
+        provenance=provenance,
+    )

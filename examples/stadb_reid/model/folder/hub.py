@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import ModelFolderError
+from ...errors import ModelFolderError
 
 __all__ = ["download_from_hub", "is_repo_id"]
 

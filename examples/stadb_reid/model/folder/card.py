@@ -13,16 +13,15 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omegaconf import OmegaConf
 
-if TYPE_CHECKING:
-    from .folder_config import ModelFolderConfig
+from .config import ModelFolderConfig
 
 __all__ = ["command_line", "model_card", "run_provenance"]
 
-_PACKAGE = Path(__file__).resolve().parents[1]
+_PACKAGE = Path(__file__).resolve().parents[2]  # stadb_reid/
 
 
 def _git(*arguments: str) -> str | None:
@@ -145,7 +144,7 @@ def model_card(config: ModelFolderConfig) -> str:
     r"""The Markdown model card of a folder described by ``config``.
 
     Examples:
-        >>> from stadb_reid.model.folder_config import ModelFolderConfig
+        >>> from stadb_reid.model.folder.config import ModelFolderConfig
         >>> config = ModelFolderConfig(
         ...     num_classes=751, embedding_dim=1536, height=384, width=128, mean=(0.5,) * 3,
         ...     std=(0.25,) * 3, model={"variant": "stadb"}, provenance={"dataset": "market1501"},
