@@ -6,7 +6,7 @@ hands over the rows), then gets its ANN index from :func:`~stadb_reid.search.ann
 ``stadb-reid index --ann`` runs) in two steps: the first ``1 - --extend`` of the rows (train and add:
 "build"), then the rest (added without retraining: "extend"). Searches go through
 :func:`~stadb_reid.search.search_shards` as ``stadb-reid search`` does (memory-mapped ANN index,
-exact re-scoring of a 100-row shortlist from the memory-mapped float32 chunks).
+exact re-scoring of a 30-row shortlist from the memory-mapped float32 chunks).
 
 Structure: ``rows / --views`` identities; an identity's centre is a standard normal vector in a
 random ``--latent``-dimensional subspace; each view adds 0.35 x that much noise in the subspace and
@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from threshold_drop import machine_description
 
 from stadb_reid.search import GalleryIndex, Shards, build_index, search_shards
-from stadb_reid.search.ann import update_ann
+from stadb_reid.search.ann import AnnSummary, update_ann
 from stadb_reid.search.exact import exact_search
 from stadb_reid.search.faiss_backend import import_faiss
 
@@ -114,7 +114,9 @@ def measure(
     }
 
 
-def build(args: argparse.Namespace, data: Structured, folder: Path) -> tuple[dict[str, Any], Any]:
+def build(
+    args: argparse.Namespace, data: Structured, folder: Path
+) -> tuple[dict[str, Any], AnnSummary | None]:
     """Write the chunks, build the ANN index on the first rows, extend it with the rest; the timings."""
     first = int(args.rows * (1 - args.extend))
     paths = [Path(f"/gallery/{i:09d}.jpg") for i in range(args.rows)]
@@ -146,6 +148,9 @@ def main() -> None:
         "--nprobe", default="", help="ivf-pq: comma-separated nprobe values also measured (a sweep)"
     )
     parser.add_argument("--folder", type=Path, default=None, help="index folder (default: a temporary one)")
+    parser.add_argument(
+        "--search-only", action="store_true", help="measure the searches of an existing --folder only"
+    )
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     args = parser.parse_args()
     data = Structured(args)
@@ -155,7 +160,12 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="ann-bench-") as tmp:
         folder = args.folder or Path(tmp) / "gallery.index"
-        times, extended = build(args, data, folder)
+        times: dict[str, Any] = {}
+        if args.search_only:  # a folder built by an earlier run of the same settings
+            extended = update_ann(GalleryIndex.open(folder))
+        else:
+            times, extended = build(args, data, folder)
+        assert extended is not None, "the folder has no ANN index"
         report.update(times)
         plan = extended.plan
         report["plan"] = {"kind": plan.kind, "factory": plan.factory, "nprobe": plan.nprobe}

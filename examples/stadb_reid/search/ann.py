@@ -12,7 +12,9 @@ Kinds (faiss ``index_factory`` strings, L2 on the L2-normalised embeddings, whic
 * ``ivf-pq``: ``IVF{nlist},PQ{D/4}x4fs``: an inverted file of ``nlist`` lists (a power of two near
   ``4 sqrt(N)``, at most ``N / 39`` so that k-means has 39 points a centroid) holding 4-bit product
   codes of the residuals, scanned with faiss's SIMD "fast scan" kernels: ``D / 8`` bytes an image
-  (192 for ``D = 1536``, 1/32 of float32) plus an 8-byte id. ``nprobe`` lists are visited a query.
+  (192 for ``D = 1536``, 1/32 of float32) plus an 8-byte id. ``nprobe = nlist / 16`` lists (at
+  least 16) are visited a query: on a million structured 1,536-dimensional embeddings that gave
+  recall@10 0.958 against exact search, where ``nlist / 64`` gave 0.898 (``benchmarks/ann.py``).
   A gallery under :data:`MIN_IVF_ROWS` images gets ``flat`` instead (said in the summary): it is exact
   and fast at that size, and too few rows would train poor centroids.
 * ``hnsw``: ``HNSW32``, a navigable small-world graph over the float32 rows: the lowest latency and
@@ -119,7 +121,7 @@ def plan_ann(requested: AnnKind, rows: int, dim: int) -> AnnPlan:
     nlist = 2 ** round(math.log2(4 * math.sqrt(rows)))
     while nlist > rows / 39:
         nlist //= 2
-    nprobe = min(nlist, max(16, nlist // 64))
+    nprobe = min(nlist, max(16, nlist // 16))
     return AnnPlan(requested, "ivf-pq", f"IVF{nlist},PQ{_pq_subquantizers(dim)}x4fs", nprobe, None)
 
 
