@@ -88,9 +88,8 @@ def train(
         ``mINP``, the parameter count, the training time, the per-epoch history and the config.
 
     Raises:
-        ConfigError: A config value is out of range, the dataset cannot fill a batch or has no
-            evaluable query, or the output folder is unusable or holds a run (checked before training),
-            or torchrun would restart the workers through the first attempt's store.
+        ConfigError: A bad config value, a dataset that cannot fill a batch or has no evaluable query,
+            an unusable output folder or one holding a run, or torchrun restarts through a shared store.
         TrainingDivergedError: The loss or a gradient became NaN or infinite; the message names the
             step and the last checkpoint, which holds the last finite weights.
         TrainingInterruptedError: On SIGINT/SIGTERM, after saving a checkpoint.
