@@ -77,21 +77,53 @@ EVIL_NAMES = {
 }
 
 
-@pytest.mark.parametrize("evil", EVIL_NAMES.values(), ids=EVIL_NAMES.keys())
-def test_printed_file_names_are_escaped(evil: str, setup, tmp_path: Path, monkeypatch, capsys) -> None:
-    model, gallery, _ = setup
-    images = Path(shutil.copytree(gallery, tmp_path / "gallery"))
-    source = sorted(images.iterdir())[0]
-    hostile = images / f"0003_c1s1_000001_01{evil}.jpg"
-    shutil.copy(source, hostile)
-    index = tmp_path / "g.index"
-    code, out, err = run_cli(
-        ["index", "--model", str(model), "--images", str(images), "--out", str(index), "--no-progress"],
-        monkeypatch,
-        capsys,
-    )
+def hostile_copy(images: Path, number: int, evil: str) -> Path:
+    return images / f"0003_c1s1_00000{number}_01{evil}.jpg"
+
+
+@pytest.fixture(scope="module")
+def evil_gallery(setup, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The gallery plus a copy of one of its images under each hostile name (one index serves all)."""
+    images = Path(shutil.copytree(setup[1], tmp_path_factory.mktemp("evil") / "gallery"))
+    sources = sorted(images.iterdir())
+    for number, evil in enumerate(EVIL_NAMES.values()):
+        shutil.copy(sources[number % len(sources)], hostile_copy(images, number, evil))
+    return images
+
+
+def test_index_prints_hostile_names_escaped(
+    setup, evil_gallery: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    arguments = [
+        "index",
+        "--model",
+        str(setup[0]),
+        "--images",
+        str(evil_gallery),
+        "--out",
+        str(tmp_path / "i"),
+    ]
+    code, out, err = run_cli([*arguments, "--no-progress"], monkeypatch, capsys)
     assert code == 0, err
-    code, out, err = run_cli(search_arguments(index, hostile, tmp_path, "--top-k", "5"), monkeypatch, capsys)
+    assert not any(c in out + err for c in CONTROLS if c != "\n"), repr(out + err)
+
+
+@pytest.fixture(scope="module")
+def evil_index(setup, evil_gallery: Path) -> Path:
+    index = evil_gallery.parent / "g.index"
+    index_gallery(setup[0], evil_gallery, index, progress=False)
+    return index
+
+
+@pytest.mark.parametrize("number", range(len(EVIL_NAMES)), ids=EVIL_NAMES.keys())
+def test_printed_file_names_are_escaped(
+    number: int, evil_gallery: Path, evil_index: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    evil = list(EVIL_NAMES.values())[number]
+    hostile = hostile_copy(evil_gallery, number, evil)
+    code, out, err = run_cli(
+        search_arguments(evil_index, hostile, tmp_path, "--top-k", "5"), monkeypatch, capsys
+    )
     assert code == 0, err
     assert not any(c in out + err for c in CONTROLS if c != "\n"), repr(out)
     assert len(out.strip().splitlines()) == 1 + 5 + 1, "the query, its matches and the files written"
