@@ -8,8 +8,8 @@
   on); elsewhere oneDNN emulates it and it is several times slower.
 * ``onnx``: the eval-mode network exported once per process with ``torch.onnx.export`` (dynamo) and
   run by ONNX Runtime in float32 (graph optimisations on, the process's torch thread count): 2.15x
-  fp32 eager on a 2-core Xeon in issue 26's measurement, 2.49x on a 2-core AMD EPYC. ``benchmarks/extract.py`` measures it
-  against ``torch.compile(freezing)`` and OpenVINO side by side.
+  fp32 eager on a 2-core Xeon in issue 26's measurement, 2.49x on a 2-core AMD EPYC.
+  ``benchmarks/extract.py`` measures it against ``torch.compile(freezing)`` and OpenVINO side by side.
 * ``auto`` (the default): on CUDA ``bf16`` where the GPU supports it; on a CPU ``bf16`` where it has
   native bf16, else ``fp32``. Never ``onnx``: its export takes tens of seconds in every process, which
   a large ``index`` run earns back but a ``search`` of a few queries does not; ask for it by name.
