@@ -34,11 +34,13 @@ def _style_statistics(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     scale = torch.exp2(torch.floor(torch.log2(peak.clamp(min=1.0))))
     var, mean = torch.var_mean(x * scale.reciprocal(), dim=(2, 3), correction=0)  # exact: a power of two
     scale = scale.flatten(1)
-    var = var + eps / (scale * scale)
-    # For huge s (float32: about 2**67) the scaled eps underflows to 0. var == 0 then means a constant
-    # channel, whose sigma is exactly sqrt(eps); the square root, infinitely steep at 0, is not evaluated.
-    zero = var == 0
-    std = torch.where(zero, math.sqrt(eps), scale * torch.sqrt(torch.where(zero, 1.0, var)))
+    scaled_eps = eps / (scale * scale)
+    # For huge s (float32: from about 2**50 for eps = 1e-8) the scaled eps is subnormal, too coarse to
+    # give sqrt(eps) back, then 0. A constant channel there has sigma exactly sqrt(eps); the square
+    # root, infinitely steep at 0, is not evaluated.
+    exact = (var == 0) & (scaled_eps < torch.finfo(var.dtype).tiny)
+    var = var + scaled_eps
+    std = torch.where(exact, math.sqrt(eps), scale * torch.sqrt(torch.where(exact, 1.0, var)))
     return (scale * mean).to(x.dtype), std.to(x.dtype)
 
 
