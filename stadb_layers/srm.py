@@ -37,8 +37,9 @@ def _style_statistics(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     scaled_eps = eps / (scale * scale)
     # For huge s (float32: from about 2**50 for eps = 1e-8) the scaled eps is subnormal, too coarse to
     # give sqrt(eps) back, then 0. A constant channel there has sigma exactly sqrt(eps); the square
-    # root, infinitely steep at 0, is not evaluated.
-    exact = (var == 0) & (scaled_eps < torch.finfo(var.dtype).tiny)
+    # root, infinitely steep at 0, is not evaluated. The bound is float32's smallest normal number
+    # (a literal: TorchScript has neither torch.finfo nor float globals); float64 work uses it too.
+    exact = (var == 0) & (scaled_eps < 1.1754943508222875e-38)
     var = var + scaled_eps
     std = torch.where(exact, math.sqrt(eps), scale * torch.sqrt(torch.where(exact, 1.0, var)))
     return (scale * mean).to(x.dtype), std.to(x.dtype)
