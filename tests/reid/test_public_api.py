@@ -92,7 +92,10 @@ PUBLIC = {
         ("HookBase", "TrainLoop", "TrainState", "Trainer", "build_model", "load_checkpoint", "train"),
     ),
     "stadb_reid.evaluation": ("evaluation.md", EVALUATION),
-    "stadb_reid.inference": ("inference.md", ("ImageInput", "Precision", "ReIDExtractor")),
+    "stadb_reid.inference": (
+        "inference.md",
+        ("ImageInput", "Precision", "ReIDExtractor", "keep_freed_memory"),
+    ),
     "stadb_reid.model": ("model.md", ("STADBNet", "TrainOutput")),
     "stadb_reid.model.folder": (
         "model.md",

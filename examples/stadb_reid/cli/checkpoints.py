@@ -54,12 +54,14 @@ def evaluate(
     """Evaluate a checkpoint (or an untrained network) and print rank-1/5/10, mAP and mINP."""
     from ..commands import evaluate_checkpoint
     from ..commands.evaluate import evaluate_untrained
+    from ..inference.memory import keep_freed_memory
 
     flags = Overrides.from_flags(
         dataset=dataset, data_root=data_root, device=device, flip=flip, rerank=rerank, ap_at=ap_at
     )
     if (checkpoint is None) == (not untrained):
         raise typer.BadParameter("give either --checkpoint FILE or --untrained", param_hint="--checkpoint")
+    keep_freed_memory()
     if checkpoint is not None:
         if config or set_ or recipe:
             raise typer.BadParameter("a checkpoint carries its config", param_hint="--config/--recipe/--set")
@@ -179,6 +181,7 @@ def extract(
 ) -> None:
     """Embed every image under IMAGES into an N x D float32 array, rows in the order of FEATS.txt."""
     from ..commands import extract_folder
+    from ..inference.memory import keep_freed_memory
     from ..model.folder.files import resolve_model_folder
 
     if (checkpoint is None) == (model is None):
@@ -189,6 +192,7 @@ def extract(
     # A --model that is missing or a file fails here, named as the model folder it should be.
     source = resolve_model_folder(model) if model is not None else checkpoint
     assert source is not None  # exactly one of the two was given
+    keep_freed_memory()
     embeddings = extract_folder(
         source,
         images,

@@ -54,9 +54,11 @@ def index(
     A killed run resumes at the next missing chunk when run again; run it again later to add new images.
     """
     from ..commands import index_gallery
+    from ..inference.memory import keep_freed_memory
 
     if ann is not None and ann not in _ANN_KINDS:
         raise typer.BadParameter(f"expected ivf-pq, hnsw or flat, got {ann!r}", param_hint="--ann")
+    keep_freed_memory()
     summary, ann_summary = index_gallery(
         model,
         images,
@@ -121,6 +123,7 @@ def search(
     """Print the TOP_K nearest gallery images of each query; write them as JSON and as an HTML page."""
     from ..commands import search_gallery
     from ..commands.search import check_search_outputs, default_search_outputs
+    from ..inference.memory import keep_freed_memory
     from ..search import format_results
 
     if metric not in _METRICS:
@@ -132,6 +135,7 @@ def search(
     check_search_outputs(index, json_path, html_path)  # before --overwrite can make a clash destructive
     refuse_to_replace([json_path], overwrite, "--out-json")
     refuse_to_replace([html_path], overwrite, "--out-html")
+    keep_freed_memory()
     results = search_gallery(
         index,
         query,

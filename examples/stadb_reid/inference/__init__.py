@@ -6,6 +6,7 @@ handed over in memory.
 """
 
 from .extractor import ImageInput, ReIDExtractor
+from .memory import keep_freed_memory
 from .precision import Precision
 
-__all__ = ["ImageInput", "Precision", "ReIDExtractor"]
+__all__ = ["ImageInput", "Precision", "ReIDExtractor", "keep_freed_memory"]
