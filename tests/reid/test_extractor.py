@@ -1,5 +1,6 @@
 """ReIDExtractor: every input kind gives the same embeddings, the model's own preprocessing, clear errors."""
 
+import functools
 import re
 import shutil
 from pathlib import Path
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms.v2.functional import to_dtype
 from typer.testing import CliRunner
 
 from stadb_reid.cli import app
@@ -77,13 +79,17 @@ def test_the_embeddings_are_those_of_evaluation(model, extractor: ReIDExtractor,
 def test_every_input_kind_gives_the_same_embeddings(extractor: ReIDExtractor, photos: list[Path]) -> None:
     arrays = [np.asarray(Image.open(path).convert("RGB")) for path in photos]
     expected = extractor([str(path) for path in photos])
+    uint8 = [extractor.preprocess(Image.open(path).convert("RGB")) for path in photos]
+    to_float = functools.partial(to_dtype, dtype=torch.float32, scale=True)  # uint8 to [0, 1]
     kinds = {
         "paths": extractor(photos),
         "pil": extractor([Image.open(path) for path in photos]),
         "arrays": extractor(arrays),
         "mixed": extractor([photos[0], arrays[1], Image.open(photos[2])]),
-        "tensors": extractor([extractor.preprocess(Image.open(path).convert("RGB")) for path in photos]),
-        "tensor batch": extractor(torch.stack([extractor.preprocess(Image.fromarray(a)) for a in arrays])),
+        "uint8 tensors": extractor(uint8),
+        "uint8 batch": extractor(torch.stack(uint8)),
+        "float tensors": extractor([to_float(tensor) for tensor in uint8]),
+        "float batch": extractor(to_float(torch.stack(uint8))),
     }
     for kind, found in kinds.items():
         np.testing.assert_array_equal(found, expected, err_msg=kind)
@@ -139,7 +145,8 @@ def test_an_unreadable_path_is_named(extractor: ReIDExtractor, tmp_path: Path) -
         (np.zeros((32, 16), np.uint8), ValueError, "must be (H, W, 3) uint8 RGB, got shape (32, 16)"),
         (np.zeros((32, 16, 3), np.float32), ValueError, "dtype float32"),
         (torch.full((1, 3, 32, 16), -0.5), ValueError, "unnormalised RGB in [0, 1]"),
-        (torch.zeros(1, 3, 32, 16, dtype=torch.uint8), ValueError, "must be a float (N, 3, H, W) tensor"),
+        (torch.zeros(1, 3, 32, 16, dtype=torch.int32), ValueError, "must be a float or uint8 (N, 3, H, W)"),
+        (torch.zeros(1, 4, 32, 16, dtype=torch.uint8), ValueError, "got torch.uint8 (1, 4, 32, 16)"),
         ([3], TypeError, "got int"),
     ],
 )

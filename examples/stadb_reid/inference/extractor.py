@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
-from stadb_layers.checks import check_positive_int
+from stadb_layers.checks import check_non_negative_int, check_positive_int
 
 from ..data.loaders import read_image
 from ..data.synthetic import render_person
@@ -37,31 +38,30 @@ from .precision import Precision, build_runtime
 __all__ = ["ImageInput", "Preprocess", "ReIDExtractor"]
 
 ImageInput = Image.Image | npt.NDArray[np.uint8] | str | os.PathLike[str] | Tensor
-"""One image: a PIL image, an ``(H, W, 3)`` uint8 RGB array, a file path, or a float ``(3, H, W)``
-tensor in [0, 1]; a float ``(N, 3, H, W)`` tensor or an ``(N, H, W, 3)`` uint8 array is a batch."""
+"""One image: a PIL image, an ``(H, W, 3)`` uint8 RGB array, a file path, or a ``(3, H, W)`` tensor,
+float in [0, 1] or uint8; an ``(N, 3, H, W)`` tensor or an ``(N, H, W, 3)`` uint8 array is a batch."""
 
 
 class Preprocess:
-    """A PIL image to the ``(3, height, width)`` float tensor in [0, 1] the model's input is made from.
+    """A PIL image to the ``(3, height, width)`` uint8 tensor the model's input is made from.
 
     Resizes with Pillow's antialiased bilinear filter, as the trainer's test transform does; the
-    normalisation follows on the batch. A plain object, so ``DataLoader`` workers can take it.
+    scaling to [0, 1] and the normalisation follow on the batch, so ``DataLoader`` workers hand over
+    a quarter of the bytes of float32. A plain object, so the workers can take it.
 
     Examples:
         >>> x = Preprocess(64, 32)(Image.new("RGB", (50, 120), (255, 0, 0)))
-        >>> tuple(x.shape), x[0].min().item(), x[1].max().item()
-        ((3, 64, 32), 1.0, 0.0)
+        >>> tuple(x.shape), x.dtype, x[0].min().item(), x[1].max().item()
+        ((3, 64, 32), torch.uint8, 255, 0)
     """
 
     def __init__(self, height: int, width: int) -> None:
         self.size = (height, width)
-        self.transform = v2.Compose(
-            [v2.Resize(self.size, antialias=True), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
-        )
+        self.transform = v2.Compose([v2.Resize(self.size, antialias=True), v2.ToImage()])
 
     def __call__(self, image: Image.Image) -> Tensor:
-        """The resized image as a float tensor in [0, 1]."""
-        tensor: Tensor = self.transform(image)
+        """The resized image as a uint8 tensor."""
+        tensor: Tensor = self.transform(image).as_subclass(Tensor)
         return tensor
 
 
@@ -87,7 +87,7 @@ def _image(item: object) -> Image.Image:
             )
         return Image.fromarray(np.ascontiguousarray(item))
     raise TypeError(
-        "an image must be a PIL image, an (H, W, 3) uint8 array, a path or a float tensor, "
+        "an image must be a PIL image, an (H, W, 3) uint8 array, a path or a tensor, "
         f"got {type(item).__name__}"
     )
 
@@ -103,12 +103,14 @@ class ReIDExtractor:
         precision: ``"auto"`` (the fastest path with parity on this machine), ``"fp32"``, ``"bf16"``
             or ``"onnx"`` (ONNX Runtime, CPU); see :mod:`stadb_reid.inference.precision`.
         flip: Average each embedding with that of the mirrored image (as ``eval.flip``).
+        expected_images: How many images this extractor is about to embed, if known: ``auto`` picks a
+            path whose setup takes long (``onnx`` on a CPU without native bf16) only for a large run.
 
     Attributes:
         network: The eval-mode network, on ``device``.
         precision: The path that runs (never ``auto``), and ``precision_reason`` why ``auto`` chose it.
         config: The folder's ``config.yaml``.
-        preprocess: The per-image part of the preprocessing (resize, [0, 1] float tensor).
+        preprocess: The per-image part of the preprocessing (resize, uint8 tensor).
 
     Raises:
         ModelFolderError: The folder is missing, incomplete or does not fit its config.
@@ -141,9 +143,10 @@ class ReIDExtractor:
         batch_size: int = 64,
         precision: Precision | str = "auto",
         flip: bool = False,
+        expected_images: int | None = None,
     ) -> None:
         network, config = load_model_folder(STADBNet, model_dir)
-        self._setup(network, config, device=device, batch_size=batch_size, precision=precision, flip=flip)
+        self._setup(network, config, device, batch_size, precision, flip, expected_images)
 
     @classmethod
     def from_network(
@@ -155,25 +158,26 @@ class ReIDExtractor:
         batch_size: int = 64,
         precision: Precision | str = "auto",
         flip: bool = False,
+        expected_images: int | None = None,
     ) -> ReIDExtractor:
         """An extractor of a network in memory, e.g. rebuilt from a checkpoint, described by ``config``."""
         extractor = cls.__new__(cls)
-        extractor._setup(
-            network, config, device=device, batch_size=batch_size, precision=precision, flip=flip
-        )
+        extractor._setup(network, config, device, batch_size, precision, flip, expected_images)
         return extractor
 
     def _setup(
         self,
         network: STADBNet,
         config: ModelFolderConfig,
-        *,
         device: str | torch.device,
         batch_size: int,
         precision: Precision | str,
         flip: bool,
+        expected_images: int | None,
     ) -> None:
         check_positive_int(batch_size, "batch_size")
+        if expected_images is not None:
+            check_non_negative_int(expected_images, "expected_images")
         self.device = _device(device)
         self.network = network.eval().to(self.device)
         self.config = config
@@ -183,7 +187,13 @@ class ReIDExtractor:
         self._mean = torch.tensor(config.mean, device=self.device).view(-1, 1, 1)
         self._std = torch.tensor(config.std, device=self.device).view(-1, 1, 1)
         runtime = build_runtime(
-            self.network, precision, self.device, config.height, config.width, probe=self._probe
+            self.network,
+            precision,
+            self.device,
+            config.height,
+            config.width,
+            probe=self._probe,
+            expected_images=expected_images,
         )
         self.precision, self.precision_reason, self._run = runtime.name, runtime.reason, runtime.run
 
@@ -241,8 +251,9 @@ class ReIDExtractor:
 
         Args:
             images: One :data:`ImageInput` or a sequence of them (kinds may mix). Arrays are RGB:
-                convert OpenCV's BGR frames with ``frame[..., ::-1]``. Tensors are unnormalised RGB in
-                [0, 1]; another size than the model's is resized (bilinear, antialiased).
+                convert OpenCV's BGR frames with ``frame[..., ::-1]``. Tensors are unnormalised RGB,
+                float in [0, 1] or uint8; another size than the model's is resized (bilinear,
+                antialiased).
             normalize: L2-normalise each embedding (then Euclidean and cosine distances rank alike).
             as_tensor: Return a CPU ``torch.Tensor`` instead of a NumPy array.
 
@@ -263,6 +274,7 @@ class ReIDExtractor:
         return embeddings if as_tensor else embeddings.numpy()
 
     def _batches(self, images: ImageInput | Sequence[ImageInput]) -> Iterator[Tensor]:
+        """Float ``(n, 3, height, width)`` batches in [0, 1] of at most ``batch_size`` images."""
         if isinstance(images, Tensor) and images.dim() == 4:
             yield from (self._resized(batch) for batch in images.split(self.batch_size))
             return
@@ -279,14 +291,22 @@ class ReIDExtractor:
             if item.dim() != 3:
                 raise ValueError(f"an image tensor must be (3, H, W), got shape {tuple(item.shape)}")
             return self._resized(item.unsqueeze(0))[0]
-        return self.preprocess(_image(item))
+        return self._resized(self.preprocess(_image(item)).unsqueeze(0))[0]
 
     def _resized(self, batch: Tensor) -> Tensor:
-        if batch.dim() != 4 or batch.shape[1] != 3 or not batch.is_floating_point():
+        """A float batch in [0, 1] at the model's input size, from a float or uint8 ``(N, 3, H, W)`` one."""
+        if (
+            batch.dim() != 4
+            or batch.shape[1] != 3
+            or not (batch.is_floating_point() or batch.dtype == torch.uint8)
+        ):
             raise ValueError(
-                f"an image batch must be a float (N, 3, H, W) tensor, got {batch.dtype} {tuple(batch.shape)}"
+                "an image batch must be a float or uint8 (N, 3, H, W) tensor, got "
+                f"{batch.dtype} {tuple(batch.shape)}"
             )
-        if batch.numel() and (batch.min() < 0 or batch.max() > 1):
+        if batch.dtype == torch.uint8:  # the same scaling per image or per batch: identical values
+            batch = TF.to_dtype(batch, torch.float32, scale=True)
+        elif batch.numel() and (batch.min() < 0 or batch.max() > 1):
             raise ValueError(
                 "image tensors must hold unnormalised RGB in [0, 1] (the extractor normalises), got "
                 f"values in [{batch.min().item():.3g}, {batch.max().item():.3g}]"
