@@ -22,6 +22,14 @@ from .streaming import StreamingEmbedder, pending_images
 __all__ = ["index_gallery"]
 
 
+def _images_to_embed(existing: GalleryIndex | None, paths: list[Path]) -> int:
+    """How many of ``paths`` an index run embeds: the unfinished chunks' images and the new ones."""
+    if existing is None:
+        return len(set(paths))
+    finished = {record.path for record in existing.records} - {str(path) for path in pending_images(existing)}
+    return len({str(path) for path in paths} - finished)
+
+
 def index_gallery(
     model_dir: Path,
     images: Path,
@@ -81,7 +89,14 @@ def index_gallery(
     existing = GalleryIndex.open(out) if is_index(out) and not overwrite else None
     if flip is None:
         flip = existing.manifest.flip if existing is not None else False
-    extractor = ReIDExtractor(model_dir, device=device, batch_size=batch_size, flip=flip, precision=precision)
+    extractor = ReIDExtractor(
+        model_dir,
+        device=device,
+        batch_size=batch_size,
+        flip=flip,
+        precision=precision,
+        expected_images=_images_to_embed(existing, paths),
+    )
     if on_extractor is not None:
         on_extractor(extractor)
     if existing is not None:
@@ -90,13 +105,16 @@ def index_gallery(
         remove_ann(out)
         remove_index(out)
     streaming = StreamingEmbedder(extractor, lambda: pending_images(GalleryIndex.open(out)), num_workers)
-    summary = build_index(
-        out,
-        paths,
-        streaming,
-        model_path=model_dir.resolve(),
-        flip=flip,
-        chunk_size=chunk_size,
-        progress=progress,
-    )
+    try:
+        summary = build_index(
+            out,
+            paths,
+            streaming,
+            model_path=model_dir.resolve(),
+            flip=flip,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+    finally:  # a failed run stops its decoding workers too
+        streaming.close()
     return summary, update_ann(GalleryIndex.open(out), ann)

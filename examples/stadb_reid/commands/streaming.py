@@ -4,12 +4,15 @@
 in row order, a batch at a time. :class:`StreamingEmbedder` learns that order when first called
 (from the planned manifest) and runs one ``DataLoader`` over it for the whole run, so images are
 decoded while the network works and the network sets the pace. A request that is not the next
-images of the stream is embedded in this process instead (correct, only slower).
+images of the stream is embedded in this process instead (correct, only slower). The workers stop
+when the stream's last image is handed over, or at :meth:`StreamingEmbedder.close`: not whenever
+the garbage collector gets to them (the stream and the embedder refer to each other), which could
+be in the middle of the next run, or in a worker forked for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +57,7 @@ class StreamingEmbedder:
         self.pending = pending
         self.num_workers = num_workers
         self._order: list[str] | None = None
-        self._stream: Iterator[Tensor] | None = None
+        self._stream: Generator[Tensor, None, None] | None = None
         self._buffer: list[Tensor] = []
         self._position = 0
 
@@ -68,7 +71,7 @@ class StreamingEmbedder:
         """The extractor's embedding size."""
         return self.extractor.embedding_dim
 
-    def _images(self, paths: list[Path]) -> Iterator[Tensor]:
+    def _images(self, paths: list[Path]) -> Generator[Tensor, None, None]:
         samples = [ReIDSample(path, 0, 0) for path in paths]
         loader: DataLoader[Any] = DataLoader(
             ImageDataset(samples, self.extractor.preprocess),
@@ -89,10 +92,18 @@ class StreamingEmbedder:
             self._stream = self._images(paths)
         wanted = [str(path) for path in images]
         if self._stream is None or wanted != self._order[self._position : self._position + len(wanted)]:
-            self._stream = None  # out of order: the stream is no use any more
+            self.close()  # out of order: the stream is no use any more
             return self.extractor(list(images), normalize=normalize, as_tensor=as_tensor)
         while len(self._buffer) < len(wanted):
             self._buffer.append(next(self._stream))
         batch, self._buffer = torch.stack(self._buffer[: len(wanted)]), self._buffer[len(wanted) :]
         self._position += len(wanted)
+        if self._position == len(self._order):
+            self.close()
         return self.extractor(batch, normalize=normalize, as_tensor=as_tensor)
+
+    def close(self) -> None:
+        """Stop the decoding workers now (the stream is not used again)."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
