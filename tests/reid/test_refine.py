@@ -29,10 +29,12 @@ def reference(queries, rows, candidates, k, metric):
     for query, proposed in zip(queries, candidates, strict=True):
         own = np.unique(proposed[proposed >= 0])
         if top == 0:
-            distances.append(np.empty(0, np.float32)), found.append(np.empty(0, np.int64))
+            distances.append(np.empty(0, np.float32))
+            found.append(np.empty(0, np.int64))
             continue
         d, i = exact_search(query[None], rows[own], top, metric=metric)
-        distances.append(d[0]), found.append(own[i[0]])
+        distances.append(d[0])
+        found.append(own[i[0]])
     return np.array(distances, dtype=np.float32), np.array(found, dtype=np.int64)
 
 
@@ -121,5 +123,5 @@ def test_every_row_a_candidate_gives_exact_search(metric) -> None:
 
 
 def test_no_valid_candidate_gives_empty_results() -> None:
-    distances, found = refine(np.ones((2, 3)), [np.ones((4, 3))], np.full((2, 5), -1), 3)
+    distances, found = refine(np.ones((2, 3), np.float32), [np.ones((4, 3))], np.full((2, 5), -1), 3)
     assert distances.shape == found.shape == (2, 0)

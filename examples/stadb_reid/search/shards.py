@@ -189,7 +189,8 @@ def _candidate_distances(
         raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
     distances = dots * np.reciprocal(np.maximum(_torch_sqrt(q_sq), np.float32(1e-12)))
     distances *= np.reciprocal(np.maximum(_torch_sqrt(g_sq), np.float32(1e-12)))
-    return np.maximum(np.float32(1.0) - distances, np.float32(0.0))
+    cosine: npt.NDArray[np.float32] = np.maximum(np.float32(1.0) - distances, np.float32(0.0))
+    return cosine
 
 
 def _torch_sqrt(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
