@@ -52,8 +52,6 @@ SearchBackend = Literal["exact", "faiss", "ann"]
 #: On a million rows (``benchmarks/ann.py``) 30 gave the recall@10 of 100 at 1.8 times the throughput.
 DEFAULT_SHORTLIST = 30
 
-_SERIAL_SQRT = 2048  # torch's grain for threading a sqrt (aten/src/ATen/cpu/vml.h)
-
 
 @dataclass
 class Shards:
@@ -194,18 +192,14 @@ def _candidate_distances(
 
 
 def _torch_sqrt(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """The square roots of ``values`` (in place when contiguous), by torch (exact search's), not numpy.
+    """The square roots of ``values``, in place, by torch: exact search's, not numpy's.
 
     Torch's float32 ``sqrt`` (MKL's) is not always the correctly rounded one numpy computes; with it,
     the only difference from exact search's distances is the order in which a dot product is summed
-    (none for small integer-valued embeddings, as in the tests). It runs in slices of ``_SERIAL_SQRT``
-    elements, which torch computes on the calling thread: a larger one it splits across threads,
-    which costs milliseconds when the other cores are busy.
+    (none for small integer-valued embeddings, as in the tests).
     """
-    flat = values.reshape(-1)
-    for start in range(0, len(flat), _SERIAL_SQRT):
-        torch.from_numpy(flat[start : start + _SERIAL_SQRT]).sqrt_()
-    return flat.reshape(values.shape)
+    torch.from_numpy(values).sqrt_()
+    return values
 
 
 def search_shards(
