@@ -6,7 +6,8 @@ hands over the rows), then gets its ANN index from :func:`~stadb_reid.search.ann
 ``stadb-reid index --ann`` runs) in two steps: the first ``1 - --extend`` of the rows (train and add:
 "build"), then the rest (added without retraining: "extend"). Searches go through
 :func:`~stadb_reid.search.search_shards` as ``stadb-reid search`` does (memory-mapped ANN index,
-exact re-scoring of a 30-row shortlist from the memory-mapped float32 chunks).
+exact re-scoring of a 30-row shortlist from the memory-mapped float32 chunks; ``--shortlist`` sweeps
+other lengths).
 
 Structure: ``rows / --views`` identities; an identity's centre is a standard normal vector in a
 random ``--latent``-dimensional subspace; each view adds 0.35 x that much noise in the subspace and
@@ -15,7 +16,8 @@ random ``--latent``-dimensional subspace; each view adds 0.35 x that much noise 
 
 Measured: recall@10 of the ANN search against :func:`~stadb_reid.search.exact.exact_search` over the same
 chunks (``--queries`` queries), single-query latency percentiles (one query a call), queries/s in
-batches of 100 for both, bytes an image of the ANN file, and the build and extend times.
+batches of 100 for both, bytes an image of the ANN file, and the build and extend times; for each
+``--shortlist`` and ``--nprobe`` value of a sweep, recall@10 and batch-of-100 queries/s.
 
 Usage::
 
@@ -33,7 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ from stadb_reid.search import GalleryIndex, Shards, build_index, search_shards
 from stadb_reid.search.ann import AnnSummary, update_ann
 from stadb_reid.search.exact import exact_search
 from stadb_reid.search.faiss_backend import import_faiss
+from stadb_reid.search.shards import DEFAULT_SHORTLIST
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
@@ -89,29 +92,56 @@ def timed(function: Any) -> tuple[float, Any]:
 
 
 def measure(
-    shards: Shards, queries: npt.NDArray[np.float32], truth: npt.NDArray[np.int64], rounds: int
+    shards: Shards,
+    queries: npt.NDArray[np.float32],
+    truth: npt.NDArray[np.int64],
+    rounds: int,
+    *,
+    shortlist: int = DEFAULT_SHORTLIST,
+    singles: bool = True,
 ) -> dict[str, Any]:
-    """Recall@10 against ``truth``, single-query latency and batch-of-100 queries/s of the ANN search."""
-    results = search_shards(shards, queries, [""] * len(queries), top_k=10, backend="ann")
+    """Recall@10 against ``truth``, batch-of-100 queries/s and (``singles``) single-query latency."""
+    options: dict[str, Any] = {"top_k": 10, "backend": "ann", "shortlist": shortlist}
+    results = search_shards(shards, queries, [""] * len(queries), **options)
     found = [[m.row for m in result.matches] for result in results]
     recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))
-    singles = [
-        timed(lambda q=q: search_shards(shards, q[None], [""], top_k=10, backend="ann"))[0]
-        for q in queries[:100]
-    ]
     batch = queries[:100]
     batches = [
-        timed(lambda: search_shards(shards, batch, [""] * len(batch), top_k=10, backend="ann"))[0]
-        for _ in range(rounds)
+        timed(lambda: search_shards(shards, batch, [""] * len(batch), **options))[0] for _ in range(rounds)
     ]
-    return {
+    report: dict[str, Any] = {
         "recall_at_10": recall,
-        "single_query_ms": {
-            "p50": 1e3 * statistics.median(singles),
-            "p90": 1e3 * float(np.percentile(singles, 90)),
-        },
         "batch100_queries_per_s": len(batch) / statistics.median(batches),
     }
+    if singles:
+        times = [timed(lambda q=q: search_shards(shards, q[None], [""], **options))[0] for q in queries[:100]]
+        report["single_query_ms"] = {
+            "p50": 1e3 * statistics.median(times),
+            "p90": 1e3 * float(np.percentile(times, 90)),
+        }
+    return report
+
+
+def sweep(
+    values: str, measure_one: Callable[[int], dict[str, Any]], exact_rate: float, name: str
+) -> dict[int, dict[str, Any]]:
+    """``measure_one(value)`` for each of the comma-separated ``values``, with the speed-up over exact."""
+    results = {}
+    for value in [int(v) for v in values.split(",") if v]:
+        results[value] = measure_one(value)
+        results[value]["speedup_batch100"] = results[value]["batch100_queries_per_s"] / exact_rate
+        print(f"{name} {value}: {json.dumps(results[value])}", flush=True)
+    return results
+
+
+def measure_nprobe(
+    shards: Shards, queries: npt.NDArray[np.float32], truth: npt.NDArray[np.int64], rounds: int, nprobe: int
+) -> dict[str, Any]:
+    """:func:`measure` with the IVF index's ``nprobe`` set to ``nprobe`` (it stays set)."""
+    ann = shards.anns[0]
+    assert ann is not None
+    import_faiss().extract_index_ivf(ann.index).nprobe = nprobe
+    return measure(shards, queries, truth, rounds)
 
 
 def build(
@@ -147,6 +177,11 @@ def main() -> None:
     parser.add_argument(
         "--nprobe", default="", help="ivf-pq: comma-separated nprobe values also measured (a sweep)"
     )
+    parser.add_argument(
+        "--shortlist",
+        default="",
+        help=f"comma-separated shortlist lengths also measured (a sweep; the default is {DEFAULT_SHORTLIST})",
+    )
     parser.add_argument("--folder", type=Path, default=None, help="index folder (default: a temporary one)")
     parser.add_argument(
         "--search-only", action="store_true", help="measure the searches of an existing --folder only"
@@ -179,15 +214,18 @@ def main() -> None:
         report["exact_batch100_queries_per_s"] = exact_rate
         report.update(measure(shards, queries, truth, args.rounds))
         report["speedup_batch100"] = report["batch100_queries_per_s"] / exact_rate
-        sweep = {}
-        for nprobe in [int(v) for v in args.nprobe.split(",") if v]:
-            ann = shards.anns[0]
-            assert ann is not None
-            import_faiss().extract_index_ivf(ann.index).nprobe = nprobe
-            sweep[nprobe] = measure(shards, queries, truth, args.rounds)
-            sweep[nprobe]["speedup_batch100"] = sweep[nprobe]["batch100_queries_per_s"] / exact_rate
-            print(f"nprobe {nprobe}: {json.dumps(sweep[nprobe])}", flush=True)
-        report["nprobe_sweep"] = sweep
+        report["shortlist_sweep"] = sweep(  # before the nprobe sweep, which leaves nprobe changed
+            args.shortlist,
+            lambda n: measure(shards, queries, truth, args.rounds, shortlist=n, singles=False),
+            exact_rate,
+            "shortlist",
+        )
+        report["nprobe_sweep"] = sweep(
+            args.nprobe,
+            lambda n: measure_nprobe(shards, queries, truth, args.rounds, n),
+            exact_rate,
+            "nprobe",
+        )
         report["ann_bytes"] = extended.bytes
         report["ann_bytes_per_image"] = extended.bytes / args.rows
         report["float32_bytes_per_image"] = 4 * args.dim

@@ -93,14 +93,30 @@ def nearest(
 
 
 def gather_rows(gallery: Gallery, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-    """Gallery ``rows`` (sorted) as one float32 matrix, reading only the chunks that hold them."""
-    chunks = [gallery] if isinstance(gallery, np.ndarray) else list(gallery)
-    starts = np.cumsum([0] + [len(chunk) for chunk in chunks])
-    which = np.searchsorted(starts, rows, side="right") - 1
+    """Gallery ``rows`` (any order, repeats allowed) as one float32 matrix, reading only their chunks.
+
+    The rows are sorted once; a chunk's rows are then consecutive, found by one ``searchsorted`` of
+    the chunk starts, and copied by one indexing call per touched chunk: the work is one small call
+    per touched chunk, not a pass over all ``rows`` per chunk.
+
+    Raises:
+        IndexError: A row is outside the gallery.
+    """
+    chunks = [gallery] if isinstance(gallery, np.ndarray) else gallery
+    starts = np.cumsum([0, *(len(chunk) for chunk in chunks)])
+    # Sorted rows (np.unique's) need no sorting: each chunk's rows then fill a slice of the output.
+    order = None if np.all(rows[:-1] <= rows[1:]) else np.argsort(rows, kind="stable")
+    ordered = rows if order is None else rows[order]
+    if len(rows) and (ordered[0] < 0 or ordered[-1] >= starts[-1]):
+        raise IndexError(f"gallery rows must lie in [0, {starts[-1]}), got {ordered[0]}..{ordered[-1]}")
+    bounds = np.searchsorted(ordered, starts)  # chunk c holds ordered[bounds[c]:bounds[c + 1]]
+    touched = np.flatnonzero(bounds[1:] > bounds[:-1])
+    local = ordered - np.repeat(starts[touched], bounds[touched + 1] - bounds[touched])
     out = np.empty((len(rows), chunks[0].shape[1]), dtype=np.float32)
-    for c in np.unique(which):
-        picked = which == c
-        out[picked] = chunks[c][rows[picked] - starts[c]]
+    edges = bounds.tolist()
+    for c in touched.tolist():
+        lo, hi = edges[c], edges[c + 1]
+        out[slice(lo, hi) if order is None else order[lo:hi]] = np.asarray(chunks[c])[local[lo:hi]]
     return out
 
 

@@ -32,6 +32,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from stadb_layers.checks import check_positive_int
 
@@ -142,20 +143,63 @@ def refine(
     *,
     metric: SearchMetric = "euclidean",
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """The ``k`` nearest of each query's ``candidates`` (``-1`` ignored) by exact distance, ties by row."""
+    """The ``k`` nearest of each query's ``candidates`` (``-1`` ignored) by exact distance, ties by row.
+
+    The candidates' rows are copied straight from their chunks into one ``(Q, C, D)`` array (one
+    indexing call per touched chunk). The distances follow
+    :func:`~stadb_reid.evaluation.pairwise_distance`'s formula, the one exact search ranks by, so a
+    near-duplicate wins or loses a near-tie as it would there.
+    """
     q = np.array(queries, dtype=np.float32, ndmin=2)
-    shortlist = np.unique(candidates[candidates >= 0])
-    position = np.searchsorted(shortlist, np.maximum(candidates, 0))
-    vectors = gather_rows(gallery, shortlist)[position]  # (Q, C, D)
-    if metric == "euclidean":
-        distances = np.linalg.norm(vectors - q[:, None, :], axis=2)
-    else:
-        norms = np.linalg.norm(vectors, axis=2) * np.linalg.norm(q, axis=1, keepdims=True)
-        distances = np.maximum(1.0 - np.einsum("qcd,qd->qc", vectors, q) / np.maximum(norms, 1e-12), 0.0)
-    distances = np.where(candidates >= 0, distances, np.inf).astype(np.float32)
-    top = min(k, int((candidates >= 0).sum(axis=1).min()))
+    valid = candidates >= 0
+    top = min(k, int(valid.sum(axis=1).min()))
+    if not valid.any():
+        return np.empty((len(q), 0), dtype=np.float32), np.empty((len(q), 0), dtype=np.int64)
+    vectors = gather_rows(gallery, np.where(valid, candidates, candidates[valid][0]).ravel())
+    distances = _candidate_distances(q, vectors.reshape(*candidates.shape, -1), metric)
+    distances[~valid] = np.inf
     order = np.lexsort((candidates, distances), axis=1)[:, :top]
     return np.take_along_axis(distances, order, axis=1), np.take_along_axis(candidates, order, axis=1)
+
+
+def _candidate_distances(
+    queries: npt.NDArray[np.float32], vectors: npt.NDArray[np.float32], metric: SearchMetric
+) -> npt.NDArray[np.float32]:
+    r"""``(Q, C)`` float32 distances of query ``i`` to ``vectors[i, c]``.
+
+    The formula, order of operations and square root (:func:`_torch_sqrt`) of
+    :func:`~stadb_reid.evaluation.pairwise_distance`, cosine distances clamped at 0 as
+    :func:`~stadb_reid.search.exact.exact_search` does:
+    :math:`\sqrt{\max(0, (\lVert g\rVert^2 - 2 q^\top g) + \lVert q\rVert^2)}` or
+    :math:`\max(0, 1 - (q^\top g \cdot \lVert q\rVert^{-1}) \cdot \lVert g\rVert^{-1})`, with only the dot
+    products a query needs (``einsum``, not a ``Q x QC`` product). An ``einsum`` sum does not depend
+    on where its pair sits in the batch, so equal rows get equal distances (ties stay ties), and a
+    row's Euclidean distance to itself is 0.
+    """
+    dots = np.einsum("qcd,qd->qc", vectors, queries)
+    g_sq = np.einsum("qcd,qcd->qc", vectors, vectors)
+    q_sq = np.einsum("qd,qd->q", queries, queries)[:, None]
+    if metric == "euclidean":
+        distances = g_sq + np.float32(-2.0) * dots
+        distances += q_sq
+        return _torch_sqrt(np.maximum(distances, np.float32(0.0), out=distances))
+    if metric != "cosine":
+        raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+    distances = dots * np.reciprocal(np.maximum(_torch_sqrt(q_sq), np.float32(1e-12)))
+    distances *= np.reciprocal(np.maximum(_torch_sqrt(g_sq), np.float32(1e-12)))
+    cosine: npt.NDArray[np.float32] = np.maximum(np.float32(1.0) - distances, np.float32(0.0))
+    return cosine
+
+
+def _torch_sqrt(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The square roots of ``values``, in place, by torch: exact search's, not numpy's.
+
+    Torch's float32 ``sqrt`` (MKL's) is not always the correctly rounded one numpy computes; with it,
+    the only difference from exact search's distances is the order in which a dot product is summed
+    (none for small integer-valued embeddings, as in the tests).
+    """
+    torch.from_numpy(values).sqrt_()
+    return values
 
 
 def search_shards(
