@@ -6,12 +6,15 @@ every cosine >= 0.999, rank-1 and mAP within 0.3 points of fp32.
 """
 
 import copy
+import functools
 import importlib.util
+import multiprocessing
 
 import numpy as np
 import pytest
 import torch
 
+from stadb_reid.commands import extract_folder, index_gallery
 from stadb_reid.commands.streaming import StreamingEmbedder
 from stadb_reid.data.synthetic import render_person
 from stadb_reid.errors import ConfigError
@@ -80,7 +83,7 @@ def test_every_path_keeps_parity_with_fp32(model, people, path: str) -> None:
 
 
 @pytest.mark.parametrize(("native_bf16", "expected"), [(True, "bf16"), (False, "fp32")])
-def test_auto_picks_bf16_only_on_native_bf16_and_never_onnx(
+def test_auto_picks_bf16_only_on_native_bf16_and_no_onnx_for_a_small_run(
     model, monkeypatch, native_bf16: bool, expected: str
 ) -> None:
     monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: native_bf16)
@@ -89,9 +92,74 @@ def test_auto_picks_bf16_only_on_native_bf16_and_never_onnx(
         raise AssertionError("auto exported to ONNX")
 
     monkeypatch.setattr(precision_module, "_onnx", no_export)
-    extractor = ReIDExtractor(model[2])
-    assert extractor.precision == expected
-    assert extractor.precision_description.startswith(f"precision {expected} (auto: ")
+    for expected_images in (None, 0, precision_module.AUTO_ONNX_MIN_IMAGES - 1):
+        extractor = ReIDExtractor(model[2], expected_images=expected_images)
+        assert extractor.precision == expected
+        assert extractor.precision_description.startswith(f"precision {expected} (auto: ")
+
+
+@pytest.fixture
+def no_native_bf16(monkeypatch) -> list[int]:
+    """A CPU without native bf16 where auto exports from 4 images; ``onnx`` is fp32 eager (exact), counted."""
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision_module, "AUTO_ONNX_MIN_IMAGES", 4)
+    exports: list[int] = []
+
+    def exact_onnx(network, height: int, width: int) -> precision_module.Runtime:
+        exports.append(height * width)
+        return precision_module.Runtime("onnx", precision_module._eager(network).run)
+
+    monkeypatch.setattr(precision_module, "_onnx", exact_onnx)
+    return exports
+
+
+def test_auto_exports_to_onnx_for_a_large_run_without_native_bf16(model, monkeypatch, no_native_bf16) -> None:
+    small, large = ReIDExtractor(model[2], expected_images=3), ReIDExtractor(model[2], expected_images=4)
+    assert (small.precision, large.precision, len(no_native_bf16)) == ("fp32", "onnx", 1)
+    assert "pays off from 4 images" in small.precision_description
+    assert "4 images to embed earn back the ONNX export" in large.precision_description
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *rest: None if name == "onnxruntime" else find_spec(name, *rest),
+    )
+    without = ReIDExtractor(model[2], expected_images=4)
+    assert without.precision == "fp32" and "no onnxruntime" in without.precision_description
+    with pytest.raises(ValueError, match="expected_images"):
+        ReIDExtractor(model[2], expected_images=-1)
+
+
+def test_index_and_extract_tell_auto_how_many_images_they_embed(model, tmp_path, no_native_bf16) -> None:
+    images = tmp_path / "gallery"
+    images.mkdir()
+    for pid in range(5):
+        render_person(pid, 0, height=HEIGHT * 2, width=WIDTH * 2).save(
+            images / f"{pid:04d}_c1s1_000001_01.jpg"
+        )
+    chosen: list[str] = []
+    index = functools.partial(
+        index_gallery,
+        model[2],
+        images,
+        tmp_path / "index",
+        num_workers=0,
+        progress=False,
+        on_extractor=lambda extractor: chosen.append(extractor.precision),
+    )
+    index()  # five new images
+    index()  # none: nothing to earn the export back
+    (images / "0005_c1s1_000001_01.jpg").write_bytes((images / "0000_c1s1_000001_01.jpg").read_bytes())
+    index()  # one new image
+    extract_folder(
+        model[2],
+        images,
+        tmp_path / "feats.npy",
+        num_workers=0,
+        progress=False,
+        on_extractor=lambda extractor: chosen.append(extractor.precision),
+    )
+    assert chosen == ["onnx", "fp32", "fp32", "onnx"]
 
 
 def test_auto_falls_back_to_fp32_when_the_probe_misses_parity(model, monkeypatch) -> None:
@@ -122,6 +190,19 @@ def test_the_index_stream_gives_the_extractors_embeddings(model, tmp_path, worke
     stream = StreamingEmbedder(extractor, lambda: paths, workers)
     np.testing.assert_allclose(np.concatenate([stream(paths[:3]), stream(paths[3:])]), expected, atol=1e-6)
     np.testing.assert_allclose(stream(paths[1:2]), expected[1:2], atol=1e-6)  # out of order: in-process
+
+
+def test_the_index_streams_workers_stop_with_its_last_image(model, tmp_path) -> None:
+    paths = []
+    for pid in range(5):
+        paths.append(tmp_path / f"{pid:04d}_c1s1_000001_01.jpg")
+        render_person(pid, 0, height=HEIGHT * 2, width=WIDTH * 2).save(paths[-1])
+    before = set(multiprocessing.active_children())
+    stream = StreamingEmbedder(ReIDExtractor(model[2], batch_size=2, precision="fp32"), lambda: paths, 2)
+    stream(paths[:3])
+    assert len(set(multiprocessing.active_children()) - before) == 2
+    stream(paths[3:])  # the last images: the workers are stopped, not left to the garbage collector
+    assert set(multiprocessing.active_children()) - before == set()
 
 
 @pytest.mark.parametrize(

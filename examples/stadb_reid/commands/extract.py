@@ -102,7 +102,12 @@ class _BatchesNamingBadImages:
 
 
 def _extractor(
-    model: Path, device: str | None, batch_size: int | None, flip: bool | None, precision: Precision | str
+    model: Path,
+    device: str | None,
+    batch_size: int | None,
+    flip: bool | None,
+    precision: Precision | str,
+    expected_images: int,
 ) -> tuple[ReIDExtractor, Config]:
     """The extractor of a model folder or checkpoint, and the config its defaults come from."""
     if model.is_dir():
@@ -120,6 +125,7 @@ def _extractor(
         batch_size=batch_size,
         flip=config.eval.flip if flip is None else flip,
         precision=precision,
+        expected_images=expected_images,
     )
     return extractor, config
 
@@ -171,7 +177,7 @@ def extract_folder(
     if out.suffix != ".npy":
         raise ValueError(f"out must be a .npy file, got {out}")
     relative_paths = find_images(images)
-    extractor, config = _extractor(model, device, batch_size, flip, precision)
+    extractor, config = _extractor(model, device, batch_size, flip, precision, len(relative_paths))
     if on_extractor is not None:
         on_extractor(extractor)
     num_workers = config.data.num_workers if num_workers is None else num_workers

@@ -7,12 +7,15 @@
   Fast only where the hardware computes bf16 (AVX512-BF16 or AMX on x86, CUDA GPUs from Ampere
   on); elsewhere oneDNN emulates it and it is several times slower.
 * ``onnx``: the eval-mode network exported once per process with ``torch.onnx.export`` (dynamo) and
-  run by ONNX Runtime in float32 (graph optimisations on, the process's torch thread count): 2.15x
-  fp32 eager on a 2-core Xeon in issue 26's measurement, 2.49x on a 2-core AMD EPYC.
+  run by ONNX Runtime in float32 (graph optimisations on, the process's torch thread count): 1.21x
+  to 1.26x fp32 eager on a 2-vCPU AMD EPYC in a process that keeps freed memory
+  (:func:`~stadb_reid.inference.keep_freed_memory`, as the commands do), 2.49x without.
   ``benchmarks/extract.py`` measures it against ``torch.compile(freezing)`` and OpenVINO side by side.
 * ``auto`` (the default): on CUDA ``bf16`` where the GPU supports it; on a CPU ``bf16`` where it has
-  native bf16, else ``fp32``. Never ``onnx``: its export takes tens of seconds in every process, which
-  a large ``index`` run earns back but a ``search`` of a few queries does not; ask for it by name.
+  native bf16. Elsewhere ``onnx`` when the caller says it is about to embed at least
+  :data:`AUTO_ONNX_MIN_IMAGES` images (``index`` and ``extract`` do) and onnxruntime is installed,
+  else ``fp32``: the export takes tens of seconds in every process, which a large gallery earns
+  back but a ``search`` of a few queries does not.
   The choice is then checked on a probe batch of synthetic people at the model's input size: an
   embedding whose cosine similarity to fp32 is under :data:`PARITY_COSINE` makes ``auto`` fall back
   to ``fp32``.
@@ -38,6 +41,7 @@ from torch.fx.experimental.optimization import fuse
 from ..errors import ConfigError
 
 __all__ = [
+    "AUTO_ONNX_MIN_IMAGES",
     "PARITY_COSINE",
     "PRECISIONS",
     "Precision",
@@ -53,6 +57,11 @@ Precision = Literal["auto", "fp32", "bf16", "onnx"]
 PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16", "onnx")
 #: Smallest cosine similarity to fp32 an embedding of ``auto``'s probe batch may have.
 PARITY_COSINE = 0.999
+#: Images a run must be about to embed for ``auto`` to export to ONNX Runtime on a CPU without native
+#: bf16. On a 2-vCPU AMD EPYC (``benchmarks/extract.py``, 384 x 128) the export of the ResNet-50
+#: network took 7 to 10 s and ONNX Runtime then saved 14 to 18 ms an image against fp32 eager (1.21x
+#: to 1.26x): the export is earned back after 400 to 750 images, about three times over at this many.
+AUTO_ONNX_MIN_IMAGES = 2000
 
 
 def cpu_has_native_bf16() -> bool | None:
@@ -159,15 +168,24 @@ def _onnx(network: nn.Module, height: int, width: int) -> Runtime:
     return Runtime("onnx", run)
 
 
-def _auto_choice(device: torch.device) -> tuple[Precision, str]:
+def _auto_choice(device: torch.device, expected_images: int | None) -> tuple[Precision, str]:
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
             return "bf16", "a CUDA GPU with bf16"
         return "fp32", "a CUDA GPU without bf16"
     if cpu_has_native_bf16():
         return "bf16", "the CPU has native bf16 (AVX512-BF16 or AMX)"
-    # not onnx: its export costs tens of seconds per process, more than a search of a few queries
-    return "fp32", "no native bf16 on this CPU (--precision onnx pays off for large galleries)"
+    if expected_images is None or expected_images < AUTO_ONNX_MIN_IMAGES:
+        return "fp32", (
+            f"no native bf16 on this CPU; ONNX Runtime's export pays off from {AUTO_ONNX_MIN_IMAGES:,} "
+            "images (--precision onnx)"
+        )
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "fp32", "no native bf16 on this CPU, and no onnxruntime (pip install onnxruntime: faster here)"
+    return (
+        "onnx",
+        f"no native bf16 on this CPU; {expected_images:,} images to embed earn back the ONNX export",
+    )
 
 
 def build_runtime(
@@ -177,6 +195,7 @@ def build_runtime(
     height: int,
     width: int,
     probe: Callable[[], Tensor],
+    expected_images: int | None = None,
 ) -> Runtime:
     """The runtime of ``precision`` for the eval-mode ``network`` on ``device``.
 
@@ -187,6 +206,8 @@ def build_runtime(
         height: Input height (the ONNX export's example).
         width: Input width.
         probe: A normalised batch on ``device`` on which ``auto`` checks parity with fp32.
+        expected_images: How many images the runtime is about to embed, if known (``auto`` exports
+            to ONNX Runtime only for a large run).
 
     Raises:
         ConfigError: An unknown ``precision``, ``onnx`` on CUDA or without onnxruntime.
@@ -195,7 +216,7 @@ def build_runtime(
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "onnx" and device.type != "cpu":
         raise ConfigError("precision onnx runs on the CPU (ONNX Runtime's CPU provider); use bf16 on CUDA")
-    chosen, reason = _auto_choice(device) if precision == "auto" else (precision, "")
+    chosen, reason = _auto_choice(device, expected_images) if precision == "auto" else (precision, "")
     reference = _eager(network)
     if chosen == "fp32":
         return Runtime("fp32", reference.run, reason)
