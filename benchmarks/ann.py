@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from threshold_drop import machine_description
 
+from stadb_reid.inference import keep_freed_memory
 from stadb_reid.search import GalleryIndex, Shards, build_index, search_shards
 from stadb_reid.search.ann import AnnSummary, update_ann
 from stadb_reid.search.exact import exact_search
@@ -189,7 +190,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     args = parser.parse_args()
     data = Structured(args)
-    report: dict[str, Any] = {"machine": machine_description(), "command": " ".join(["python", *sys.argv])}
+    report: dict[str, Any] = {
+        "machine": machine_description(),
+        "command": " ".join(["python", *sys.argv]),
+        "keep_freed_memory": keep_freed_memory(),  # as stadb-reid index and search do
+    }
     report["settings"] = {
         k: getattr(args, k) for k in ("rows", "dim", "views", "latent", "kind", "extend", "queries")
     }

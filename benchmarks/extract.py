@@ -14,7 +14,12 @@ Parts (one process):
   the ``auto`` path's time by operator (one batch, ``torch.profiler``).
 * ``index``: ``stadb-reid index`` (:func:`~stadb_reid.commands.index_gallery`, ``auto`` precision,
   ``--workers`` decoding processes) of ``--images`` JPEG files against the same extractor on the
-  same images already decoded and resized in memory, interleaved.
+  same images already decoded and resized in memory, interleaved. The default, 1,024 images (one
+  chunk), spreads the fixed costs of a run (forking the workers, the first batch) as a gallery of
+  thousands does.
+
+The process keeps freed memory as the commands do (:func:`~stadb_reid.inference.keep_freed_memory`);
+``--malloc-default`` measures without it.
 
 Usage::
 
@@ -30,6 +35,7 @@ import argparse
 import copy
 import importlib.util
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -52,11 +58,13 @@ from stadb_reid.commands import index_gallery
 from stadb_reid.commands.extract import find_images
 from stadb_reid.commands.streaming import StreamingEmbedder, pending_images
 from stadb_reid.data.synthetic import render_person
-from stadb_reid.inference import ReIDExtractor
+from stadb_reid.inference import ReIDExtractor, keep_freed_memory
+from stadb_reid.inference import precision as precision_module
 from stadb_reid.inference.precision import cpu_has_native_bf16, onnx_program
 from stadb_reid.search import GalleryIndex, build_index
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
+LARGE_RUN = 15_913  # a Market-1501 gallery: the auto choice of index and extract for it is reported
 
 
 def timed(function: Callable[[], Any]) -> float:
@@ -135,7 +143,11 @@ def infer(request: Any, x: torch.Tensor) -> Callable[[], torch.Tensor]:
 def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     folder = model_folder(root, args.backbone, args.height, args.width)
     x = torch.rand(args.batch_size, 3, args.height, args.width)
-    extractors = {name: ReIDExtractor(folder, precision=name) for name in ("fp32", "bf16", "onnx")}
+    extractors, setup_s = {}, {}
+    for name in ("fp32", "bf16", "onnx"):  # setup: loading, and bf16's folding or onnx's export
+        setup_s[name] = timed(
+            lambda name=name: extractors.update({name: ReIDExtractor(folder, precision=name)})
+        )
     network = extractors["fp32"].network
     normalised = extractors["fp32"]._normalised(x)
     channels_last = copy.deepcopy(network).to(memory_format=torch.channels_last)
@@ -155,6 +167,8 @@ def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "bf16": lambda: extractors["bf16"]._run(normalised),
         "onnx": lambda: extractors["onnx"]._run(normalised),
     }
+    if args.no_native_bf16:  # emulated bf16 is several times slower than fp32: not a path to time
+        del paths["bf16"], paths["bf16-autocast"]
     if args.compile:
         import torch._inductor.config as inductor
 
@@ -175,7 +189,8 @@ def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         )
         paths["onnx-int8"] = onnx_int8_path(network, normalised, calibration, root)
     auto = ReIDExtractor(folder)
-    print(f"auto: {auto.precision_description}", flush=True)
+    gallery = ReIDExtractor(folder, expected_images=LARGE_RUN)  # what index and extract choose
+    print(f"auto: {auto.precision_description}; a large run: {gallery.precision_description}", flush=True)
     profile = operator_shares(lambda: auto._run(normalised)) if args.profile else None
     with FlopCounterMode(display=False) as counter:
         eager(network, normalised[:1])
@@ -213,6 +228,8 @@ def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     return {
         "paths": rows,
         "auto": auto.precision_description,
+        "auto_large_run": gallery.precision_description,
+        "setup_s": setup_s,
         "matmul": {
             "n": n,
             "fp32_gflop_per_s": rate32,
@@ -310,9 +327,18 @@ def main() -> None:
     parser.add_argument(
         "--compile", action="store_true", help="also torch.compile with freezing (slow to build)"
     )
-    parser.add_argument("--images", type=int, default=256, help="images of the index part")
+    parser.add_argument("--images", type=int, default=1024, help="images of the index part")
     parser.add_argument("--workers", type=int, default=2, help="decoding processes of the index part")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: paths,index")
+    parser.add_argument(
+        "--malloc-default", action="store_true", help="leave malloc as it is (no keep_freed_memory)"
+    )
+    parser.add_argument(
+        "--no-native-bf16",
+        action="store_true",
+        help="act as a CPU without native bf16: oneDNN limited to AVX512-VNNI (ONEDNN_MAX_CPU_ISA), "
+        "and auto told so",
+    )
     parser.add_argument("--tiny", action="store_true", help="a smoke run: ResNet-18 at 64 x 32, batch 4")
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     args = parser.parse_args()
@@ -320,7 +346,16 @@ def main() -> None:
         args.backbone, args.height, args.width, args.batch_size, args.images = "resnet18", 64, 32, 4, 8
         args.rounds, args.matmul, args.matmul_repeats = 2, 256, 1
     skip = set(filter(None, args.skip.split(",")))
-    report: dict[str, Any] = {"machine": machine_description(), "command": " ".join(["python", *sys.argv])}
+    kept = not args.malloc_default and keep_freed_memory()
+    if args.no_native_bf16:  # before the first oneDNN primitive, which reads it
+        os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX512_CORE_VNNI"
+        precision_module.cpu_has_native_bf16 = lambda: False
+    report: dict[str, Any] = {
+        "machine": machine_description(),
+        "command": " ".join(["python", *sys.argv]),
+        "keep_freed_memory": kept,
+        "no_native_bf16_emulated": args.no_native_bf16,
+    }
     with tempfile.TemporaryDirectory(prefix="extract-bench-") as tmp:
         if "paths" not in skip:
             report["paths"] = bench_paths(args, Path(tmp))
