@@ -6,9 +6,10 @@ every cosine >= 0.999, rank-1 and mAP within 0.3 points of fp32.
 """
 
 import copy
-import functools
 import importlib.util
 import multiprocessing
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,29 +138,17 @@ def test_index_and_extract_tell_auto_how_many_images_they_embed(model, tmp_path,
         render_person(pid, 0, height=HEIGHT * 2, width=WIDTH * 2).save(
             images / f"{pid:04d}_c1s1_000001_01.jpg"
         )
-    chosen: list[str] = []
-    index = functools.partial(
-        index_gallery,
-        model[2],
-        images,
-        tmp_path / "index",
-        num_workers=0,
-        progress=False,
-        on_extractor=lambda extractor: chosen.append(extractor.precision),
-    )
-    index()  # five new images
-    index()  # none: nothing to earn the export back
+    built: list[ReIDExtractor] = []
+
+    def run(command: Callable[..., object], *where: Path) -> None:
+        command(model[2], images, *where, num_workers=0, progress=False, on_extractor=built.append)
+
+    run(index_gallery, tmp_path / "index")  # five new images
+    run(index_gallery, tmp_path / "index")  # none: nothing to earn the export back
     (images / "0005_c1s1_000001_01.jpg").write_bytes((images / "0000_c1s1_000001_01.jpg").read_bytes())
-    index()  # one new image
-    extract_folder(
-        model[2],
-        images,
-        tmp_path / "feats.npy",
-        num_workers=0,
-        progress=False,
-        on_extractor=lambda extractor: chosen.append(extractor.precision),
-    )
-    assert chosen == ["onnx", "fp32", "fp32", "onnx"]
+    run(index_gallery, tmp_path / "index")  # one new image
+    run(extract_folder, tmp_path / "feats.npy")
+    assert [extractor.precision for extractor in built] == ["onnx", "fp32", "fp32", "onnx"]
 
 
 def test_auto_falls_back_to_fp32_when_the_probe_misses_parity(model, monkeypatch) -> None:
