@@ -143,11 +143,12 @@ def infer(request: Any, x: torch.Tensor) -> Callable[[], torch.Tensor]:
 def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     folder = model_folder(root, args.backbone, args.height, args.width)
     x = torch.rand(args.batch_size, 3, args.height, args.width)
-    extractors, setup_s = {}, {}
+    extractors: dict[str, ReIDExtractor] = {}
+    setup_s: dict[str, float] = {}
     for name in ("fp32", "bf16", "onnx"):  # setup: loading, and bf16's folding or onnx's export
-        setup_s[name] = timed(
-            lambda name=name: extractors.update({name: ReIDExtractor(folder, precision=name)})
-        )
+        start = time.perf_counter()
+        extractors[name] = ReIDExtractor(folder, precision=name)
+        setup_s[name] = time.perf_counter() - start
     network = extractors["fp32"].network
     normalised = extractors["fp32"]._normalised(x)
     channels_last = copy.deepcopy(network).to(memory_format=torch.channels_last)
