@@ -146,7 +146,15 @@ class ReIDExtractor:
         expected_images: int | None = None,
     ) -> None:
         network, config = load_model_folder(STADBNet, model_dir)
-        self._setup(network, config, device, batch_size, precision, flip, expected_images)
+        self._setup(
+            network,
+            config,
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+            flip=flip,
+            expected_images=expected_images,
+        )
 
     @classmethod
     def from_network(
@@ -162,13 +170,22 @@ class ReIDExtractor:
     ) -> ReIDExtractor:
         """An extractor of a network in memory, e.g. rebuilt from a checkpoint, described by ``config``."""
         extractor = cls.__new__(cls)
-        extractor._setup(network, config, device, batch_size, precision, flip, expected_images)
+        extractor._setup(
+            network,
+            config,
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+            flip=flip,
+            expected_images=expected_images,
+        )
         return extractor
 
     def _setup(
         self,
         network: STADBNet,
         config: ModelFolderConfig,
+        *,
         device: str | torch.device,
         batch_size: int,
         precision: Precision | str,
