@@ -3,20 +3,22 @@
 Parts (one process):
 
 * ``paths``: images/s of a random-weight ResNet-50 STADB network (the shapes and FLOPs of a trained one)
-  at ``--height x --width``, batch ``--batch-size``, for each path: ``fp32`` (eager, the reference),
+  at ``--height x --width``, batch ``--batch-size``, for each path: ``auto`` (what the extractor's
+  default runs here, for a run of unknown size), ``fp32`` (eager, the reference),
   ``fp32-cl`` (eager, channels-last), ``bf16-autocast`` (the old ``amp="bf16"``), ``bf16`` and ``onnx``
   (the extractor's own runtimes), ``compile`` and ``compile-bf16`` (``torch.compile`` with Inductor
   freezing, fp32 and bf16 channels-last; ``--compile``), ``openvino-fp32`` and ``openvino-bf16`` (when
   openvino is installed). Rounds run every path once, in rotated order; medians of ``--rounds`` rounds.
+  A path's speed against ``fp32`` is the median of the rounds' ratios.
   The same run measures an fp32 and a bf16 ``torch.mm`` (``--matmul`` square) the same way, and the
   network's FLOPs (``torch.utils.flop_counter``), so each path's GFLOP/s is also a share of both matmul
   rates. Each path's minimum cosine similarity to fp32 on the batch is reported too; ``--profile`` adds
   the ``auto`` path's time by operator (one batch, ``torch.profiler``).
 * ``index``: ``stadb-reid index`` (:func:`~stadb_reid.commands.index_gallery`, ``auto`` precision,
-  ``--workers`` decoding processes) of ``--images`` JPEG files against the same extractor on the
-  same images already decoded and resized in memory, interleaved. The default, 1,024 images (one
-  chunk), spreads the fixed costs of a run (forking the workers, the first batch) as a gallery of
-  thousands does.
+  ``--workers`` decoding processes, by default as many as ``index`` starts) of ``--images`` JPEG
+  files against the same extractor on the same images already decoded and resized in memory,
+  interleaved. The default, 1,024 images (one chunk), spreads the fixed costs of a run (forking the
+  workers, the first batch) as a gallery of thousands does.
 
 The process keeps freed memory as the commands do (:func:`~stadb_reid.inference.keep_freed_memory`);
 ``--malloc-default`` measures without it.
@@ -55,7 +57,7 @@ from search import model_folder
 from threshold_drop import machine_description
 
 from stadb_reid.commands import index_gallery
-from stadb_reid.commands.extract import find_images
+from stadb_reid.commands.extract import decoding_workers, find_images
 from stadb_reid.commands.streaming import StreamingEmbedder, pending_images
 from stadb_reid.data.synthetic import render_person
 from stadb_reid.inference import ReIDExtractor, keep_freed_memory
@@ -161,14 +163,17 @@ def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             out: torch.Tensor = model(batch).float()
         return out
 
+    auto = ReIDExtractor(folder)
     paths: dict[str, Callable[[], Any]] = {
+        "auto": lambda: auto._run(normalised),
         "fp32": lambda: extractors["fp32"]._run(normalised),
         "fp32-cl": lambda: eager(channels_last, x_cl),
         "bf16-autocast": lambda: eager(channels_last, x_cl, torch.bfloat16),
         "bf16": lambda: extractors["bf16"]._run(normalised),
         "onnx": lambda: extractors["onnx"]._run(normalised),
     }
-    if args.no_native_bf16:  # emulated bf16 is several times slower than fp32: not a path to time
+    native_bf16 = not args.no_native_bf16 and cpu_has_native_bf16() is not False
+    if not native_bf16:  # emulated bf16 is several times slower than fp32: not a path to time
         del paths["bf16"], paths["bf16-autocast"]
     if args.compile:
         import torch._inductor.config as inductor
@@ -178,7 +183,8 @@ def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         low = copy.deepcopy(network).to(torch.bfloat16).to(memory_format=torch.channels_last)
         compiled_bf16, x_bf16 = torch.compile(low), x_cl.to(torch.bfloat16)
         paths["compile"] = lambda: eager(compiled, normalised)
-        paths["compile-bf16"] = lambda: eager(compiled_bf16, x_bf16)
+        if native_bf16:
+            paths["compile-bf16"] = lambda: eager(compiled_bf16, x_bf16)
     paths.update(openvino_paths(network, normalised))
     if args.int8:
         people = [
@@ -189,7 +195,6 @@ def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             torch.stack([extractors["fp32"]._single(p) for p in people])
         )
         paths["onnx-int8"] = onnx_int8_path(network, normalised, calibration, root)
-    auto = ReIDExtractor(folder)
     gallery = ReIDExtractor(folder, expected_images=LARGE_RUN)  # what index and extract choose
     print(f"auto: {auto.precision_description}; a large run: {gallery.precision_description}", flush=True)
     profile = operator_shares(lambda: auto._run(normalised)) if args.profile else None
@@ -208,11 +213,15 @@ def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "matmul-fp32": lambda: [torch.mm(a32, b32) for _ in range(repeats)],
         "matmul-bf16": lambda: [torch.mm(a16, b16) for _ in range(4 * repeats)],
     }
-    cases["matmul-fp32"](), cases["matmul-bf16"]()
+    if not native_bf16:  # emulated: a minute for one 2048 x 2048 product on an AVX2 EPYC
+        del cases["matmul-bf16"]
+    for name in ("matmul-fp32", "matmul-bf16"):  # warm-up
+        if name in cases:
+            cases[name]()
     times = rounds(cases, args.rounds)
     median = {name: statistics.median(values) for name, values in times.items()}
     rate32 = 2 * n**3 * repeats / median["matmul-fp32"] / 1e9
-    rate16 = 2 * n**3 * 4 * repeats / median["matmul-bf16"] / 1e9
+    rate16 = 2 * n**3 * 4 * repeats / median["matmul-bf16"] / 1e9 if native_bf16 else None
     rows = {}
     for name in paths:
         gflops = args.batch_size * flops_per_image / median[name] / 1e9
@@ -220,9 +229,9 @@ def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "seconds": times[name],
             "median_s": median[name],
             "images_per_s": args.batch_size / median[name],
-            "vs_fp32": median["fp32"] / median[name],
+            "vs_fp32": statistics.median(f / t for f, t in zip(times["fp32"], times[name], strict=True)),
             "gflop_per_s": gflops,
-            "share_of_bf16_matmul": gflops / rate16,
+            "share_of_bf16_matmul": gflops / rate16 if rate16 else None,
             "share_of_fp32_matmul": gflops / rate32,
             "min_cosine_to_fp32": cosines[name],
         }
@@ -235,7 +244,7 @@ def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "n": n,
             "fp32_gflop_per_s": rate32,
             "bf16_gflop_per_s": rate16,
-            "seconds": {d: times[f"matmul-{d}"] for d in ("fp32", "bf16")},
+            "seconds": {d: times.get(f"matmul-{d}") for d in ("fp32", "bf16")},
         },
         "gflop_per_image": flops_per_image / 1e9,
         "auto_profile": profile,
@@ -254,17 +263,18 @@ def bench_index(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     extractor = ReIDExtractor(folder, batch_size=args.batch_size)
     paths = sorted(images.iterdir())
     tensors = torch.stack([extractor._single(p) for p in paths])  # decoded and resized beforehand
+    workers = decoding_workers(extractor.device) if args.workers is None else args.workers
     counter = iter(range(10**6))
 
     def index() -> None:  # what index_gallery runs once the extractor is built
         out = root / f"index-{next(counter)}"
         found = [images / path for path in find_images(images)]
-        embedder = StreamingEmbedder(extractor, lambda: pending_images(GalleryIndex.open(out)), args.workers)
+        embedder = StreamingEmbedder(extractor, lambda: pending_images(GalleryIndex.open(out)), workers)
         build_index(out, found, embedder, model_path=folder, progress=False)
         shutil.rmtree(out)
 
     startup = timed(
-        lambda: index_gallery(folder, images, root / "index-cli", num_workers=args.workers, progress=False)
+        lambda: index_gallery(folder, images, root / "index-cli", num_workers=workers, progress=False)
     )
     index()  # warm-up
     times = rounds({"index": index, "extractor-on-tensors": lambda: extractor(tensors)}, args.rounds)
@@ -272,7 +282,7 @@ def bench_index(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     return {
         "precision": extractor.precision_description,
         "images": args.images,
-        "workers": args.workers,
+        "workers": workers,
         "seconds": times,
         "images_per_s": {name: args.images / m for name, m in median.items()},
         "index_vs_extractor": median["extractor-on-tensors"] / median["index"],
@@ -286,14 +296,17 @@ def table(report: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in report["paths"]["paths"].items():
+        bf16_share = row["share_of_bf16_matmul"]
         lines.append(
             f"| {name} | {row['images_per_s']:.2f} | {row['vs_fp32']:.2f}x | {row['gflop_per_s']:.0f} "
-            f"| {100 * row['share_of_bf16_matmul']:.0f} % | {100 * row['share_of_fp32_matmul']:.0f} % "
-            f"| {row['min_cosine_to_fp32']:.5f} |"
+            f"| {'-' if bf16_share is None else f'{100 * bf16_share:.0f} %'} "
+            f"| {100 * row['share_of_fp32_matmul']:.0f} % | {row['min_cosine_to_fp32']:.5f} |"
         )
     m = report["paths"]["matmul"]
+    bf16_rate = m["bf16_gflop_per_s"]
     lines.append(
-        f"\nmatmul {m['n']}: fp32 {m['fp32_gflop_per_s']:.0f} GFLOP/s, bf16 {m['bf16_gflop_per_s']:.0f}"
+        f"\nmatmul {m['n']}: fp32 {m['fp32_gflop_per_s']:.0f} GFLOP/s, bf16 "
+        + ("not timed (no native bf16)" if bf16_rate is None else f"{bf16_rate:.0f}")
     )
     lines.append(f"auto: {report['paths']['auto']}")
     if report["paths"]["auto_profile"]:
@@ -319,7 +332,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--matmul", type=int, default=2048, help="side of the square matmuls")
     parser.add_argument(
-        "--matmul-repeats", type=int, default=8, help="fp32 matmuls a timing (bf16: four times as many)"
+        "--matmul-repeats",
+        type=int,
+        default=8,
+        help="fp32 matmuls a timing (bf16: four times as many on a CPU with native bf16)",
     )
     parser.add_argument(
         "--int8", action="store_true", help="also ONNX Runtime int8 (static, calibrated on synthetic people)"
@@ -329,7 +345,9 @@ def main() -> None:
         "--compile", action="store_true", help="also torch.compile with freezing (slow to build)"
     )
     parser.add_argument("--images", type=int, default=1024, help="images of the index part")
-    parser.add_argument("--workers", type=int, default=2, help="decoding processes of the index part")
+    parser.add_argument(
+        "--workers", type=int, help="decoding processes of the index part; default: index's default"
+    )
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: paths,index")
     parser.add_argument(
         "--malloc-default", action="store_true", help="leave malloc as it is (no keep_freed_memory)"
