@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from stadb_reid.commands import extract as extract_module
 from stadb_reid.commands import extract_folder, index_gallery
+from stadb_reid.commands import index as index_module
 from stadb_reid.commands.streaming import StreamingEmbedder
 from stadb_reid.data.synthetic import render_person
 from stadb_reid.errors import ConfigError
@@ -99,6 +101,29 @@ def test_auto_picks_bf16_only_on_native_bf16_and_no_onnx_for_a_small_run(
         assert extractor.precision_description.startswith(f"precision {expected} (auto: ")
 
 
+def test_autos_fp32_on_a_cpu_runs_a_channels_last_copy_and_fp32_the_network(model, monkeypatch) -> None:
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: False)
+    network = copy.deepcopy(model[0]).eval()
+    layouts: list[bool] = []
+
+    def record(_: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last))
+
+    network.register_forward_pre_hook(record)  # deep-copied with the network; the list is shared
+
+    def no_probe() -> torch.Tensor:
+        raise AssertionError("auto probed fp32")
+
+    x = torch.rand(3, 3, HEIGHT, WIDTH)
+    cpu = torch.device("cpu")
+    auto = precision_module.build_runtime(network, "auto", cpu, HEIGHT, WIDTH, probe=no_probe)
+    fp32 = precision_module.build_runtime(network, "fp32", cpu, HEIGHT, WIDTH, probe=no_probe)
+    torch.testing.assert_close(auto.run(x), fp32.run(x), rtol=1e-5, atol=1e-6)
+    assert (auto.name, fp32.name, layouts) == ("fp32", "fp32", [True, False])
+    assert "fp32 channels-last" in auto.reason
+    assert all(p.is_contiguous() for p in network.parameters())  # the network is left as it was
+
+
 @pytest.fixture
 def no_native_bf16(monkeypatch) -> list[int]:
     """A CPU without native bf16 where auto exports from 4 images; ``onnx`` is fp32 eager (exact), counted."""
@@ -131,13 +156,18 @@ def test_auto_exports_to_onnx_for_a_large_run_without_native_bf16(model, monkeyp
         ReIDExtractor(model[2], expected_images=-1)
 
 
-def test_index_and_extract_tell_auto_how_many_images_they_embed(model, tmp_path, no_native_bf16) -> None:
-    images = tmp_path / "gallery"
+def gallery_folder(root: Path, count: int) -> Path:
+    """``root/gallery`` with ``count`` camera-sized JPEGs of synthetic people."""
+    images = root / "gallery"
     images.mkdir()
-    for pid in range(5):
-        render_person(pid, 0, height=HEIGHT * 2, width=WIDTH * 2).save(
-            images / f"{pid:04d}_c1s1_000001_01.jpg"
-        )
+    for pid in range(count):
+        person = render_person(pid, 0, height=HEIGHT * 2, width=WIDTH * 2)
+        person.save(images / f"{pid:04d}_c1s1_000001_01.jpg")
+    return images
+
+
+def test_index_and_extract_tell_auto_how_many_images_they_embed(model, tmp_path, no_native_bf16) -> None:
+    images = gallery_folder(tmp_path, 5)
     built: list[ReIDExtractor] = []
 
     def run(command: Callable[..., object], *where: Path) -> None:
@@ -149,6 +179,43 @@ def test_index_and_extract_tell_auto_how_many_images_they_embed(model, tmp_path,
     run(index_gallery, tmp_path / "index")  # one new image
     run(extract_folder, tmp_path / "feats.npy")
     assert [extractor.precision for extractor in built] == ["onnx", "fp32", "fp32", "onnx"]
+
+
+@pytest.mark.parametrize(
+    ("cpus", "threads", "device", "expected"),
+    [
+        (2, 2, "cpu", 0),
+        (1, 1, "cpu", 0),
+        (4, 8, "cpu", 0),
+        (12, 8, "cpu", 4),
+        (64, 32, "cpu", 8),
+        (2, 2, "cuda", 1),
+    ],
+)
+def test_decoding_workers_are_the_cpus_the_network_leaves_free(
+    monkeypatch, cpus: int, threads: int, device: str, expected: int
+) -> None:
+    monkeypatch.setattr(extract_module, "usable_cpus", lambda: cpus)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert extract_module.decoding_workers(torch.device(device)) == expected
+
+
+def test_index_and_extract_decode_with_the_default_workers(model, tmp_path, monkeypatch) -> None:
+    images = gallery_folder(tmp_path, 2)
+    asked: list[str] = []
+
+    def no_workers(device: torch.device) -> int:
+        asked.append(device.type)
+        return 0
+
+    monkeypatch.setattr(index_module, "decoding_workers", no_workers)
+    monkeypatch.setattr(extract_module, "decoding_workers", no_workers)
+    index_gallery(model[2], images, tmp_path / "index", progress=False)
+    extract_folder(model[2], images, tmp_path / "feats.npy", progress=False)
+    assert asked == ["cpu", "cpu"]
+    with pytest.raises(ValueError, match="num_workers"):
+        index_gallery(model[2], images, tmp_path / "other", num_workers=-1, progress=False)
+    assert not (tmp_path / "other").exists()
 
 
 def test_auto_falls_back_to_fp32_when_the_probe_misses_parity(model, monkeypatch) -> None:

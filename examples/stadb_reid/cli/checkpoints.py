@@ -170,7 +170,12 @@ def extract(
     ] = None,
     num_workers: Annotated[
         int | None,
-        typer.Option(min=0, max=CONFIG_LIMITS["data.num_workers"], help="Defaults to data.num_workers."),
+        typer.Option(
+            min=0,
+            max=CONFIG_LIMITS["data.num_workers"],
+            help="Processes that decode and resize images (0: in this process); "
+            "default: the CPUs the network leaves free, at most 8.",
+        ),
     ] = None,
     flip: Annotated[
         bool | None, typer.Option("--flip/--no-flip", help="Average with flipped images.")

@@ -29,8 +29,13 @@ def index(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
     precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
     num_workers: Annotated[
-        int, typer.Option(min=0, help="Processes that decode and resize images (0: in this process).")
-    ] = 2,
+        int | None,
+        typer.Option(
+            min=0,
+            help="Processes that decode and resize images (0: in this process); "
+            "default: the CPUs the network leaves free, at most 8.",
+        ),
+    ] = None,
     chunk_size: Annotated[
         int, typer.Option(min=1, help="Images per chunk file: the work a killed run can lose.")
     ] = 1024,

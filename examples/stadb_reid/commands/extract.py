@@ -22,6 +22,7 @@ from tqdm import tqdm
 from stadb_layers.checks import check_non_negative_int, check_positive_int
 
 from ..config import Config
+from ..config.schema import usable_cpus
 from ..data import ReIDSample
 from ..data.datasets.base import IMAGE_EXTENSIONS
 from ..data.loaders import ImageDataset, read_image
@@ -33,7 +34,19 @@ from ..model.folder.config import trained_model_config
 from ..model.folder.files import load_model_folder
 from .evaluate import load_trained_model
 
-__all__ = ["extract_folder", "find_images"]
+__all__ = ["decoding_workers", "extract_folder", "find_images"]
+
+
+def decoding_workers(device: torch.device) -> int:
+    """Processes that decode and resize images by default: the CPUs the network leaves free, at most 8.
+
+    On the CPU the network's threads (``torch.get_num_threads()``) take their cores, on CUDA the
+    process takes one. With none free the images are decoded in this process: on a 2-core AMD EPYC,
+    two decoding processes beside the network's two threads made ``index`` 91 % as fast as the
+    network on images in memory, decoding in the network's process 98 % (``benchmarks/RESULTS.md``).
+    """
+    busy = torch.get_num_threads() if device.type == "cpu" else 1
+    return min(max(usable_cpus() - busy, 0), 8)
 
 
 def find_images(folder: Path) -> list[Path]:
@@ -108,8 +121,8 @@ def _extractor(
     flip: bool | None,
     precision: Precision | str,
     expected_images: int,
-) -> tuple[ReIDExtractor, Config]:
-    """The extractor of a model folder or checkpoint, and the config its defaults come from."""
+) -> ReIDExtractor:
+    """The extractor of a model folder or checkpoint, with the defaults of its config."""
     if model.is_dir():
         config = Config()  # a folder holds no run settings: the schema's defaults
         network, described = load_model_folder(STADBNet, model)
@@ -127,7 +140,7 @@ def _extractor(
         precision=precision,
         expected_images=expected_images,
     )
-    return extractor, config
+    return extractor
 
 
 def extract_folder(
@@ -156,7 +169,8 @@ def extract_folder(
         device: ``cpu`` or ``cuda``; default: the checkpoint config's ``device`` (a folder: ``cpu``).
         batch_size: Images per batch; default: the config's ``data.test_batch_size`` (a folder: the
             schema's default, 128).
-        num_workers: Loading processes; default: the config's ``data.num_workers`` (a folder: 4).
+        num_workers: Processes that decode and resize the images (0: this process); default: the
+            CPUs the network leaves free (:func:`decoding_workers`).
         flip: Average each embedding with that of the mirrored image; default: the config's
             ``eval.flip`` (a folder: off).
         precision: How the network runs (:mod:`stadb_reid.inference.precision`); default ``auto``.
@@ -177,10 +191,10 @@ def extract_folder(
     if out.suffix != ".npy":
         raise ValueError(f"out must be a .npy file, got {out}")
     relative_paths = find_images(images)
-    extractor, config = _extractor(model, device, batch_size, flip, precision, len(relative_paths))
+    extractor = _extractor(model, device, batch_size, flip, precision, len(relative_paths))
     if on_extractor is not None:
         on_extractor(extractor)
-    num_workers = config.data.num_workers if num_workers is None else num_workers
+    num_workers = decoding_workers(extractor.device) if num_workers is None else num_workers
     check_non_negative_int(num_workers, "num_workers")
     paths = [images / path for path in relative_paths]
     # The dataset passes identity and camera labels through; a folder of images has none.

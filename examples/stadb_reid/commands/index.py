@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from stadb_layers.checks import check_non_negative_int
+
 from ..errors import GalleryIndexError
 from ..inference import Precision, ReIDExtractor
 from ..search import GalleryIndex, build_index
 from ..search.ann import AnnKind, AnnSummary, remove_ann, update_ann
 from ..search.faiss_backend import import_faiss
 from ..search.index import DEFAULT_CHUNK_SIZE, IndexSummary, is_index, remove_index
-from .extract import find_images
+from .extract import decoding_workers, find_images
 from .streaming import StreamingEmbedder, pending_images
 
 __all__ = ["index_gallery"]
@@ -41,7 +43,7 @@ def index_gallery(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     ann: AnnKind | None = None,
     precision: Precision | str = "auto",
-    num_workers: int = 2,
+    num_workers: int | None = None,
     on_extractor: Callable[[ReIDExtractor], object] | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -65,7 +67,8 @@ def index_gallery(
         ann: Build the persisted ANN index of this kind (another kind than the existing one is
             rebuilt from the stored embeddings); default: bring the existing one up to date, if any.
         precision: How the network runs (:mod:`stadb_reid.inference.precision`); default ``auto``.
-        num_workers: Processes that decode and resize the images (0: this process).
+        num_workers: Processes that decode and resize the images (0: this process); default: the
+            CPUs the network leaves free (:func:`~stadb_reid.commands.extract.decoding_workers`).
         on_extractor: Called with the extractor once it is built (e.g. to print its precision).
         overwrite: Replace an existing index instead of extending it.
         progress: Show a tqdm progress bar.
@@ -81,6 +84,8 @@ def index_gallery(
             ``flip`` setting, or damaged.
         ReIDError: The model folder is incomplete or an image cannot be read (the message names it).
     """
+    if num_workers is not None:
+        check_non_negative_int(num_workers, "num_workers")
     if ann is not None:
         import_faiss()  # before the embedding, not after it
     paths = [(images / path).resolve() for path in find_images(images)]
@@ -104,6 +109,7 @@ def index_gallery(
     elif is_index(out):
         remove_ann(out)
         remove_index(out)
+    num_workers = decoding_workers(extractor.device) if num_workers is None else num_workers
     streaming = StreamingEmbedder(extractor, lambda: pending_images(GalleryIndex.open(out)), num_workers)
     try:
         summary = build_index(

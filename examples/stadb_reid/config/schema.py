@@ -90,10 +90,14 @@ class DistanceMetric(Choice):
     COSINE = "cosine"
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def default_num_workers() -> int:
     """Loader processes by default: the CPUs this process may run on, at most 8."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(cpus, 8)
+    return min(usable_cpus(), 8)
 
 
 #: The input normalisation of every run, not a setting: the channel means (RGB, [0, 1] scale) of
