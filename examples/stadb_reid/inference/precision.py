@@ -8,7 +8,7 @@
   on); elsewhere oneDNN emulates it and it is several times slower.
 * ``onnx``: the eval-mode network exported once per process with ``torch.onnx.export`` (dynamo) and
   run by ONNX Runtime in float32 (graph optimisations on, the process's torch thread count): 1.21x
-  to 1.26x fp32 eager on a 2-vCPU AMD EPYC in a process that keeps freed memory
+  to 1.34x fp32 eager on 2-vCPU AMD EPYCs (Zen 4; AVX2 only) in a process that keeps freed memory
   (:func:`~stadb_reid.inference.keep_freed_memory`, as the commands do), 2.49x without.
   ``benchmarks/extract.py`` measures it against ``torch.compile(freezing)`` and OpenVINO side by side.
 * ``auto`` (the default): on CUDA ``bf16`` where the GPU supports it; on a CPU ``bf16`` where it has
