@@ -208,17 +208,14 @@ def bench_paths(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     n, repeats = args.matmul, args.matmul_repeats
     a32, b32 = torch.randn(n, n), torch.randn(n, n)
     a16, b16 = a32.bfloat16(), b32.bfloat16()
-    cases: dict[str, Callable[[], Any]] = {
-        **paths,
+    matmuls: dict[str, Callable[[], Any]] = {
         "matmul-fp32": lambda: [torch.mm(a32, b32) for _ in range(repeats)],
-        "matmul-bf16": lambda: [torch.mm(a16, b16) for _ in range(4 * repeats)],
     }
-    if not native_bf16:  # emulated: a minute for one 2048 x 2048 product on an AVX2 EPYC
-        del cases["matmul-bf16"]
-    for name in ("matmul-fp32", "matmul-bf16"):  # warm-up
-        if name in cases:
-            cases[name]()
-    times = rounds(cases, args.rounds)
+    if native_bf16:  # emulated, one 2048 x 2048 product takes a minute (an AVX2 EPYC)
+        matmuls["matmul-bf16"] = lambda: [torch.mm(a16, b16) for _ in range(4 * repeats)]
+    for matmul in matmuls.values():  # warm-up
+        matmul()
+    times = rounds({**paths, **matmuls}, args.rounds)
     median = {name: statistics.median(values) for name, values in times.items()}
     rate32 = 2 * n**3 * repeats / median["matmul-fp32"] / 1e9
     rate16 = 2 * n**3 * 4 * repeats / median["matmul-bf16"] / 1e9 if native_bf16 else None
